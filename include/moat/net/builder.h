@@ -1,0 +1,42 @@
+#pragma once
+// Writes whole Ethernet/IP/TCP frames: the engine's generated packets
+// (SYN-ACK, backend SYN and ACK, RST) and the tests' inputs.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moat::net {
+
+struct MacAddr {
+  uint8_t b[6] = {};
+};
+
+struct TcpFrameSpec {
+  MacAddr src_mac, dst_mac;
+  uint8_t vlan_count = 0;
+  uint16_t vlan_tci[2] = {};
+  uint16_t vlan_tpid[2] = {0x8100, 0x8100};
+  bool ipv6 = false;
+  const uint8_t* src_addr = nullptr;  // 4 or 16 bytes
+  const uint8_t* dst_addr = nullptr;
+  uint8_t ttl = 64;
+  uint8_t tos_tclass = 0;
+  uint16_t ip_id = 0;
+  uint16_t src_port = 0, dst_port = 0;
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = 0;
+  uint16_t window = 0;
+  const uint8_t* options = nullptr;
+  uint8_t options_len = 0;  // multiple of 4, at most 40
+  const uint8_t* payload = nullptr;
+  uint16_t payload_len = 0;
+};
+
+// Returns the frame length, or 0 if it does not fit in `cap` or the spec is
+// invalid (options not a multiple of 4 or over 40 bytes). IPv4 gets DF set
+// (moat's segments are sized by MSS, RFC 1191). All checksums are filled.
+// `buf` may alias spec.payload/options only if they lie after the headers'
+// end in the output; addresses are read before anything is written.
+size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& spec);
+
+}  // namespace moat::net

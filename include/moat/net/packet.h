@@ -1,0 +1,169 @@
+#pragma once
+// A checked view of an Ethernet frame: ParseFrame() validates every length
+// once, and afterwards no accessor can read outside the frame. Offsets, not
+// pointers, so a view is small and can be rebuilt after the frame moves.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "moat/net/bytes.h"
+#include "moat/net/checksum.h"
+#include "moat/net/seqnum.h"
+
+namespace moat::net {
+
+// Every way a frame can be malformed, in the order the parser meets them.
+#define MOAT_PARSE_ERRORS(X)                                                   \
+  X(kOk, "ok")                                                                 \
+  X(kTruncatedEthernet, "frame shorter than an Ethernet header")               \
+  X(kTruncatedVlan, "802.1Q/802.1ad tag cut short")                            \
+  X(kTooManyVlans, "more than two VLAN tags")                                  \
+  X(kTruncatedIpv4, "IPv4 header cut short")                                   \
+  X(kIpv4BadVersion, "IPv4 ethertype but version != 4")                        \
+  X(kIpv4IhlTooSmall, "IPv4 IHL below 5")                                      \
+  X(kIpv4TotalLengthTooLong, "IPv4 total length beyond the frame")             \
+  X(kIpv4TotalLengthTooShort, "IPv4 total length below the header length")     \
+  X(kTruncatedIpv6, "IPv6 header cut short")                                   \
+  X(kIpv6BadVersion, "IPv6 ethertype but version != 6")                        \
+  X(kIpv6PayloadTooLong, "IPv6 payload length beyond the frame")               \
+  X(kIpv6ExtHeaderTruncated, "IPv6 extension header cut short")                \
+  X(kIpv6TooManyExtHeaders, "more than 8 IPv6 extension headers")              \
+  X(kTruncatedTcp, "TCP header cut short")                                     \
+  X(kTcpDataOffsetTooSmall, "TCP data offset below 5")                         \
+  X(kTcpDataOffsetBeyondPacket, "TCP data offset beyond the datagram")         \
+  X(kTcpOptionTruncated, "TCP option kind without a length byte")              \
+  X(kTcpOptionLengthTooSmall, "TCP option length 0 or 1")                      \
+  X(kTcpOptionPastHeader, "TCP option runs past the header")                   \
+  X(kTcpOptionBadLength, "TCP option length wrong for its kind")
+
+enum class ParseError : uint8_t {
+#define MOAT_PARSE_ERROR_ENUM(name, text) name,
+  MOAT_PARSE_ERRORS(MOAT_PARSE_ERROR_ENUM)
+#undef MOAT_PARSE_ERROR_ENUM
+};
+
+inline constexpr size_t kNumParseErrors = 0
+#define MOAT_PARSE_ERROR_COUNT(name, text) +1
+    MOAT_PARSE_ERRORS(MOAT_PARSE_ERROR_COUNT)
+#undef MOAT_PARSE_ERROR_COUNT
+    ;
+
+// Stable snake_case name ("truncated_ethernet") for counters.
+const char* ParseErrorName(ParseError e);
+// Human description.
+const char* ParseErrorText(ParseError e);
+
+inline constexpr uint16_t kEtherTypeIpv4 = 0x0800;
+inline constexpr uint16_t kEtherTypeIpv6 = 0x86dd;
+inline constexpr uint16_t kEtherTypeArp = 0x0806;
+inline constexpr uint16_t kEtherTypeVlan = 0x8100;
+inline constexpr uint16_t kEtherTypeQinQ = 0x88a8;
+inline constexpr uint8_t kIpProtoTcp = 6;
+inline constexpr uint8_t kIpProtoUdp = 17;
+inline constexpr uint8_t kIpProtoIcmp = 1;
+inline constexpr uint8_t kIpProtoIcmpv6 = 58;
+
+inline constexpr uint8_t kTcpFin = 0x01;
+inline constexpr uint8_t kTcpSyn = 0x02;
+inline constexpr uint8_t kTcpRst = 0x04;
+inline constexpr uint8_t kTcpPsh = 0x08;
+inline constexpr uint8_t kTcpAck = 0x10;
+inline constexpr uint8_t kTcpUrg = 0x20;
+inline constexpr uint8_t kTcpEce = 0x40;
+inline constexpr uint8_t kTcpCwr = 0x80;
+
+inline constexpr uint16_t kEthernetHeaderLen = 14;
+inline constexpr uint16_t kVlanTagLen = 4;
+inline constexpr uint16_t kIpv4HeaderLen = 20;
+inline constexpr uint16_t kIpv6HeaderLen = 40;
+inline constexpr uint16_t kTcpHeaderLen = 20;
+inline constexpr uint16_t kTcpMaxHeaderLen = 60;
+
+enum class L3 : uint8_t { kOther, kIpv4, kIpv6 };
+
+struct PacketView {
+  uint8_t* frame = nullptr;
+  uint16_t frame_len = 0;
+  uint8_t vlan_count = 0;
+  uint16_t vlan_tci[2] = {};
+  uint16_t vlan_tpid[2] = {};
+  uint16_t ethertype = 0;  // innermost
+  L3 l3 = L3::kOther;
+  uint16_t l3_offset = 0;
+  uint16_t l3_end = 0;  // end of the IP datagram; Ethernet padding follows
+  uint8_t l4_proto = 0;
+  bool is_fragment = false;
+  bool is_tcp = false;
+  uint16_t l4_offset = 0;
+  uint16_t tcp_header_len = 0;
+  uint16_t payload_offset = 0;
+  uint16_t payload_len = 0;
+
+  uint8_t* ip() const { return frame + l3_offset; }
+  uint8_t* tcp() const { return frame + l4_offset; }
+  uint8_t* payload() const { return frame + payload_offset; }
+  uint8_t addr_len() const { return l3 == L3::kIpv6 ? 16 : 4; }
+  bool ipv6() const { return l3 == L3::kIpv6; }
+  uint8_t* src_addr() const { return ip() + (ipv6() ? 8 : 12); }
+  uint8_t* dst_addr() const { return ip() + (ipv6() ? 24 : 16); }
+  uint8_t* src_mac() const { return frame + 6; }
+  uint8_t* dst_mac() const { return frame; }
+
+  uint16_t src_port() const { return LoadBe16(tcp()); }
+  uint16_t dst_port() const { return LoadBe16(tcp() + 2); }
+  SeqNum seq() const { return SeqNum(LoadBe32(tcp() + 4)); }
+  SeqNum ack() const { return SeqNum(LoadBe32(tcp() + 8)); }
+  uint8_t tcp_flags() const { return tcp()[13]; }
+  uint16_t window() const { return LoadBe16(tcp() + 14); }
+  uint16_t tcp_checksum() const { return LoadBe16(tcp() + 16); }
+  uint16_t tcp_len() const { return static_cast<uint16_t>(l3_end - l4_offset); }
+  // Sequence space the segment occupies: payload plus one each for SYN, FIN.
+  uint32_t seg_len() const {
+    return payload_len + ((tcp_flags() & kTcpSyn) ? 1 : 0) + ((tcp_flags() & kTcpFin) ? 1 : 0);
+  }
+
+  // In-place rewrites that keep the TCP checksum right incrementally.
+  void RewriteTcp16(uint16_t offset, uint16_t v) {
+    uint8_t* p = tcp() + offset;
+    const uint16_t old = LoadBe16(p);
+    StoreBe16(p, v);
+    StoreTcpChecksum(offset, ChecksumUpdate16(SwapIfOdd(offset, tcp_checksum()), old, v));
+  }
+  void RewriteTcp32(uint16_t offset, uint32_t v) {
+    uint8_t* p = tcp() + offset;
+    const uint32_t old = LoadBe32(p);
+    StoreBe32(p, v);
+    StoreTcpChecksum(offset, ChecksumUpdate32(SwapIfOdd(offset, tcp_checksum()), old, v));
+  }
+  void SetSeq(SeqNum s) { RewriteTcp32(4, s.value()); }
+  void SetAck(SeqNum s) { RewriteTcp32(8, s.value()); }
+  void SetWindow(uint16_t w) { RewriteTcp16(14, w); }
+
+ private:
+  // A field at an odd offset (possible inside TCP options) straddles the
+  // 16-bit words the checksum sums. One's-complement sums commute with a
+  // byte swap (RFC 1071 §2(A)): in the byte-swapped domain such a field
+  // adds up like an aligned one, so update there and swap back.
+  static uint16_t SwapIfOdd(uint16_t offset, uint16_t csum) {
+    return (offset & 1) ? __builtin_bswap16(csum) : csum;
+  }
+  void StoreTcpChecksum(uint16_t field_offset, uint16_t csum) {
+    StoreBe16(tcp() + 16, SwapIfOdd(field_offset, csum));
+  }
+};
+
+// Parses Ethernet, up to two VLAN tags, IPv4/IPv6 (skipping IPv6 hop-by-hop,
+// routing and destination-options headers) and TCP. Non-IP frames parse with
+// l3 == kOther; IP that is not TCP, or a fragment, parses with is_tcp false.
+// TCP options are checked for well-formedness too (ParseTcpOptions), so a
+// kOk TCP view never carries a malformed option list.
+ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* out);
+
+bool VerifyIpv4HeaderChecksum(const PacketView& v);
+bool VerifyTcpChecksum(const PacketView& v);
+void FillIpv4HeaderChecksum(PacketView& v);
+void FillTcpChecksum(PacketView& v);
+// Recomputes IP total/payload length from l3_end (after a resize).
+void FillIpLength(PacketView& v);
+
+}  // namespace moat::net

@@ -1,0 +1,69 @@
+#pragma once
+// TCP options (RFC 9293 §3.2): what moat reads from a segment, and a writer
+// that emits exactly the options it is told — unknown kinds a client sent
+// are never echoed back.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "moat/net/packet.h"
+
+namespace moat::net {
+
+inline constexpr uint8_t kOptEol = 0;
+inline constexpr uint8_t kOptNop = 1;
+inline constexpr uint8_t kOptMss = 2;
+inline constexpr uint8_t kOptWscale = 3;
+inline constexpr uint8_t kOptSackPermitted = 4;
+inline constexpr uint8_t kOptSack = 5;
+inline constexpr uint8_t kOptTimestamps = 8;
+inline constexpr uint8_t kOptFastOpen = 34;      // RFC 7413
+inline constexpr uint8_t kOptExperimental = 254;  // RFC 6994; 0xF989 = TFO
+inline constexpr uint16_t kFastOpenExid = 0xF989;
+inline constexpr uint8_t kMaxWscale = 14;  // RFC 7323 §2.3
+inline constexpr int kMaxSackBlocks = 4;
+
+struct TcpOptions {
+  bool has_mss = false;
+  uint16_t mss = 0;
+  bool has_wscale = false;
+  uint8_t wscale = 0;  // clamped to 14 (RFC 7323 §2.3)
+  bool sack_permitted = false;
+  bool has_timestamps = false;
+  uint32_t tsval = 0;
+  uint32_t tsecr = 0;
+  uint8_t ts_offset = 0;  // of TSval, from the TCP header start
+  uint8_t sack_blocks = 0;
+  uint8_t sack_offset = 0;  // of the first left edge, from the TCP header start
+  bool has_fastopen = false;
+  uint8_t fastopen_cookie_len = 0;
+  uint8_t unknown_count = 0;
+};
+
+// Parses the options of a TCP header whose length was already checked
+// against the packet (ParseFrame does). Duplicated options: the last wins.
+ParseError ParseTcpOptions(const uint8_t* tcp, uint16_t tcp_header_len, TcpOptions* out);
+
+class TcpOptionWriter {
+ public:
+  TcpOptionWriter(uint8_t* buf, size_t cap) : buf_(buf), cap_(cap) {}
+
+  TcpOptionWriter& Mss(uint16_t mss);
+  TcpOptionWriter& WindowScale(uint8_t shift);
+  TcpOptionWriter& SackPermitted();
+  TcpOptionWriter& Timestamps(uint32_t tsval, uint32_t tsecr);
+  TcpOptionWriter& SackBlocks(const uint32_t* edges, int n);  // 2n edges
+  TcpOptionWriter& Nop();
+  // Pads to a multiple of 4 with NOPs; returns the length, or 0 when the
+  // options did not fit (the buffer content is then unspecified).
+  size_t Finish();
+
+ private:
+  bool Room(size_t n);
+  uint8_t* buf_;
+  size_t cap_;
+  size_t len_ = 0;
+  bool overflow_ = false;
+};
+
+}  // namespace moat::net

@@ -1,0 +1,96 @@
+#pragma once
+// Engine configuration: the protected services and the options moat
+// advertises. Parsed and validated on the control plane (absl::Status with
+// a message naming the bad value); the engine only reads it.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "moat/cookie/cookie.h"
+
+namespace moat::proxy {
+
+// One `--protect` entry: an address prefix and an inclusive port range.
+struct ServiceRange {
+  uint8_t addr_len = 4;     // 4 (IPv4) or 16 (IPv6)
+  uint8_t prefix_len = 32;  // 0..32 or 0..128
+  uint8_t addr[16] = {};    // network byte order, host bits zeroed
+  uint16_t port_lo = 0;     // host byte order
+  uint16_t port_hi = 65535;
+
+  bool Contains(uint8_t len, const uint8_t* a, uint16_t port) const;
+  std::string ToString() const;
+};
+
+// The set of protected services. Small and flat on purpose: deployments
+// protect a handful of VIPs, and a linear scan of a few 24-byte entries that
+// sit in one or two cache lines beats any tree for that size.
+class ServiceSet {
+ public:
+  static constexpr size_t kMaxRanges = 64;
+
+  absl::Status Add(const ServiceRange& range);
+  bool Matches(uint8_t addr_len, const uint8_t* addr, uint16_t port) const {
+    for (size_t i = 0; i < size_; ++i) {
+      if (ranges_[i].Contains(addr_len, addr, port)) return true;
+    }
+    return false;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const ServiceRange& operator[](size_t i) const { return ranges_[i]; }
+  std::string ToString() const;
+
+ private:
+  std::array<ServiceRange, kMaxRanges> ranges_{};
+  size_t size_ = 0;
+};
+
+// Parses `ADDR[/LEN][:PORT[-PORT]],...`; IPv6 addresses with a port go in
+// brackets (`[2001:2::2]:80`, `[2001:2::/64]:80-90`), a bare IPv6 prefix
+// without a port may omit them (`2001:2::/64`). No port means every port.
+absl::StatusOr<ServiceSet> ParseProtect(absl::string_view spec);
+
+struct EngineConfig {
+  ServiceSet services;
+
+  // What moat advertises in its SYN-ACK (--mss --wscale --sack
+  // --timestamps). The defaults suit a Linux backend on a 1500-byte MTU:
+  // moat's MSS must not exceed the backend's, since clients size their
+  // segments to what moat said.
+  uint16_t mss = 1460;  // IPv4; IPv6 advertises mss - 20
+  uint8_t wscale = 7;
+  bool sack = true;
+  bool timestamps = true;
+  bool ecn = true;  // honour ECN setup when it can be carried (TSval bit)
+
+  // Flow table and held-segment pool, per worker, fixed at start-up.
+  uint32_t flow_capacity = 65536;
+  uint32_t held_slots = 4096;
+
+  // Backend handshake: initial RTO per RFC 6298 §2.1, doubled per retry.
+  uint32_t backend_syn_rto_ms = 1000;
+  uint32_t backend_syn_retries = 3;
+  // Teardown and expiry.
+  uint32_t time_wait_ms = 5000;
+  uint32_t idle_timeout_s = 300;
+  uint32_t half_closed_timeout_s = 60;
+
+  // Cookie keys: a 32-byte master secret shared by a fleet, rotated
+  // every key_rotation_s with the previous key still accepted.
+  cookie::MasterSecret secret{};
+  uint32_t key_rotation_s = 3600;
+
+  // Seed for the flow table's keyed hash; random per worker in production.
+  uint64_t hash_seed = 0;
+};
+
+// Checks every value's range; the message names the flag and the range.
+absl::Status ValidateConfig(const EngineConfig& config);
+
+}  // namespace moat::proxy

@@ -1,0 +1,105 @@
+#pragma once
+// Per-worker counters. One X-macro list generates the enum, the names that
+// the stats table and the /moat/stats telemetry command print, and the
+// storage. Every way a packet can be dropped has its own `drop_*` counter:
+// an operator must be able to tell a flood of bad cookies from a flood of
+// truncated headers without a packet capture.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "moat/net/packet.h"
+
+namespace moat::proxy {
+
+// X(name, help). Gauges are marked in their help text; everything else only
+// ever increases.
+#define MOAT_COUNTERS(X)                                                       \
+  /* Handshake, client side */                                                 \
+  X(syn_received, "client SYNs for a protected service")                       \
+  X(synack_sent, "cookie SYN-ACKs sent to clients")                            \
+  X(syn_payload_ignored, "SYNs whose payload was not forwarded (incl. TFO)")   \
+  X(cookie_valid, "client ACKs that carried a valid cookie")                   \
+  X(cookie_invalid, "client ACKs with an invalid or expired cookie (dropped)") \
+  /* Handshake, backend side */                                                \
+  X(backend_syn_sent, "SYNs sent to backends")                                 \
+  X(backend_syn_retransmit, "backend SYN retransmissions")                     \
+  X(backend_synack, "backend SYN-ACKs that established a flow")                \
+  X(backend_refused, "backends that answered the SYN with RST")                \
+  X(backend_timeout, "backends that never answered the SYN")                   \
+  X(client_rst_sent, "RSTs moat sent to clients")                              \
+  X(held_segments, "client segments kept while the backend handshake ran")     \
+  /* Flows */                                                                  \
+  X(flows_created, "flows created (cookie-validated)")                         \
+  X(flows_passthrough, "backend-opened flows tracked and passed through")      \
+  X(flows_closed, "flows removed (FIN, RST, timeout)")                         \
+  X(flows_active, "gauge: flows in the table")                                 \
+  X(flows_expired, "flows removed by idle expiry")                             \
+  /* Forwarding */                                                             \
+  X(fwd_client_to_server, "client->server segments translated")               \
+  X(fwd_server_to_client, "server->client segments translated")               \
+  X(bridged, "non-protected frames bridged unchanged")                         \
+  /* Drops: one reason each */                                                 \
+  X(drop_parse, "malformed frames (see parse_* for the reason)")               \
+  X(drop_fragment, "fragments of protected traffic")                           \
+  X(drop_bad_checksum, "protected TCP with a bad checksum")                    \
+  X(drop_flow_table_full, "valid cookies refused: flow table full (RST sent)") \
+  X(drop_no_flow_client, "client non-SYN/non-ACK with no flow")                \
+  X(drop_no_flow_server, "backend TCP from a protected port with no flow")     \
+  X(drop_held_overflow, "client segments while the backend handshake ran, "    \
+                        "beyond the per-flow or pool bound")                   \
+  X(drop_bad_backend_synack, "backend SYN-ACK not acking the client ISN")      \
+  X(drop_rst_out_of_window, "RSTs outside the receive window (RFC 5961)")     \
+  X(drop_unexpected, "segments that fit no state of their flow")
+
+enum class Counter : uint16_t {
+#define MOAT_COUNTER_ENUM(name, help) k_##name,
+  MOAT_COUNTERS(MOAT_COUNTER_ENUM)
+#undef MOAT_COUNTER_ENUM
+};
+
+inline constexpr size_t kNumCounters = 0
+#define MOAT_COUNTER_COUNT(name, help) +1
+    MOAT_COUNTERS(MOAT_COUNTER_COUNT)
+#undef MOAT_COUNTER_COUNT
+    ;
+
+extern const char* const kCounterNames[kNumCounters];
+extern const char* const kCounterHelp[kNumCounters];
+
+// True for counters that are levels rather than running totals.
+bool IsGauge(Counter c);
+
+// Written only by the worker that owns it (plain stores are fine there);
+// other threads (stats printer, telemetry callback) read with Load().
+struct alignas(64) WorkerStats {
+  uint64_t value[kNumCounters] = {};
+
+  void Inc(Counter c, uint64_t n = 1) {
+    // Single writer: a relaxed atomic store keeps readers tear-free on any
+    // platform without a locked RMW on the hot path.
+    uint64_t* v = &value[static_cast<size_t>(c)];
+    __atomic_store_n(v, *v + n, __ATOMIC_RELAXED);
+  }
+  void Dec(Counter c, uint64_t n = 1) {
+    uint64_t* v = &value[static_cast<size_t>(c)];
+    __atomic_store_n(v, *v - n, __ATOMIC_RELAXED);
+  }
+  // drop_parse broken down by net::ParseError (index 0, kOk, stays 0).
+  uint64_t parse_error[net::kNumParseErrors] = {};
+
+  void IncParse(net::ParseError e) {
+    uint64_t* v = &parse_error[static_cast<size_t>(e)];
+    __atomic_store_n(v, *v + 1, __ATOMIC_RELAXED);
+    Inc(Counter::k_drop_parse);
+  }
+  uint64_t LoadParse(size_t i) const {
+    return __atomic_load_n(&parse_error[i], __ATOMIC_RELAXED);
+  }
+  uint64_t Load(Counter c) const { return Load(static_cast<size_t>(c)); }
+  uint64_t Load(size_t i) const {
+    return __atomic_load_n(&value[i], __ATOMIC_RELAXED);
+  }
+};
+
+}  // namespace moat::proxy

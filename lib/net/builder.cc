@@ -1,0 +1,70 @@
+#include "moat/net/builder.h"
+
+#include <cstring>
+
+#include "moat/net/bytes.h"
+#include "moat/net/checksum.h"
+#include "moat/net/packet.h"
+
+namespace moat::net {
+
+size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
+  if (s.options_len % 4 != 0 || s.options_len > 40 || s.vlan_count > 2) return 0;
+  const size_t l2 = kEthernetHeaderLen + kVlanTagLen * s.vlan_count;
+  const size_t l3 = s.ipv6 ? kIpv6HeaderLen : kIpv4HeaderLen;
+  const size_t tcp_len = kTcpHeaderLen + s.options_len + s.payload_len;
+  const size_t total = l2 + l3 + tcp_len;
+  if (total > cap || l3 + tcp_len > 0xffff) return 0;
+
+  // Copy what may alias the output before the headers overwrite it.
+  uint8_t src[16], dst[16];
+  const size_t alen = s.ipv6 ? 16 : 4;
+  std::memcpy(src, s.src_addr, alen);
+  std::memcpy(dst, s.dst_addr, alen);
+  uint8_t* tcp = buf + l2 + l3;
+  if (s.payload_len) std::memmove(tcp + kTcpHeaderLen + s.options_len, s.payload, s.payload_len);
+  if (s.options_len) std::memmove(tcp + kTcpHeaderLen, s.options, s.options_len);
+
+  std::memcpy(buf, s.dst_mac.b, 6);
+  std::memcpy(buf + 6, s.src_mac.b, 6);
+  size_t off = 12;
+  for (int i = 0; i < s.vlan_count; ++i) {
+    StoreBe16(buf + off, s.vlan_tpid[i]);
+    StoreBe16(buf + off + 2, s.vlan_tci[i]);
+    off += kVlanTagLen;
+  }
+  StoreBe16(buf + off, s.ipv6 ? kEtherTypeIpv6 : kEtherTypeIpv4);
+  uint8_t* ip = buf + l2;
+  if (s.ipv6) {
+    StoreBe32(ip, (6u << 28) | (static_cast<uint32_t>(s.tos_tclass) << 20));
+    StoreBe16(ip + 4, static_cast<uint16_t>(tcp_len));
+    ip[6] = kIpProtoTcp;
+    ip[7] = s.ttl;
+    std::memcpy(ip + 8, src, 16);
+    std::memcpy(ip + 24, dst, 16);
+  } else {
+    ip[0] = 0x45;
+    ip[1] = s.tos_tclass;
+    StoreBe16(ip + 2, static_cast<uint16_t>(l3 + tcp_len));
+    StoreBe16(ip + 4, s.ip_id);
+    StoreBe16(ip + 6, 0x4000);  // DF
+    ip[8] = s.ttl;
+    ip[9] = kIpProtoTcp;
+    std::memcpy(ip + 12, src, 4);
+    std::memcpy(ip + 16, dst, 4);
+    StoreBe16(ip + 10, Ipv4HeaderChecksum(ip, kIpv4HeaderLen));
+  }
+  StoreBe16(tcp, s.src_port);
+  StoreBe16(tcp + 2, s.dst_port);
+  StoreBe32(tcp + 4, s.seq);
+  StoreBe32(tcp + 8, s.ack);
+  tcp[12] = static_cast<uint8_t>(((kTcpHeaderLen + s.options_len) / 4) << 4);
+  tcp[13] = s.flags;
+  StoreBe16(tcp + 14, s.window);
+  StoreBe16(tcp + 18, 0);  // urgent pointer
+  StoreBe16(tcp + 16, s.ipv6 ? TcpChecksumV6(src, dst, tcp, tcp_len)
+                             : TcpChecksumV4(src, dst, tcp, tcp_len));
+  return total;
+}
+
+}  // namespace moat::net
