@@ -1,18 +1,36 @@
 #pragma once
 // Fixed-capacity flow table, one per worker: allocated once in Create(),
-// never resized, never locked.
+// never resized, never rehashed, never locked, no allocation afterwards.
 //
-// Index: open addressing over 8-byte buckets {32-bit hash, value index + 1},
-// at most 75% full, linear probing. Erase shifts the following run back
-// (Knuth's algorithm R) instead of leaving tombstones, so a churn of SYN
-// floods completing and closing can never degrade lookups or force a
-// rehash. Values live in a separate 64-byte-aligned dense array indexed by
-// a 32-bit id, so the timer wheel and the engine can name a flow by index.
+// Index: open addressing over 8-byte buckets {32-bit hash signature, value
+// index + 1}, sized to a power of two >= capacity / 0.75 so the load factor
+// never exceeds 0.75, linear probing. A bucket holds the full 32-bit hash,
+// so a probe compares the 40-byte key only on a signature match. Erase
+// shifts the rest of the run back into the hole (Knuth, TAOCP vol. 3,
+// 6.4 Algorithm R) instead of leaving a tombstone, so any amount of
+// insert/erase churn (a SYN flood completing and closing) leaves the
+// index exactly as if the survivors had been inserted fresh: lookups never
+// degrade and nothing ever needs a rehash.
 //
-// Full table: Insert returns nullptr. The engine then refuses the flow,
-// counts drop_flow_table_full and sends the client a RST, so the client
-// fails fast instead of retransmitting into a black hole.
+// Values live in a separate dense array, 64-byte aligned so a value of one
+// or two cache lines never straddles a third, indexed by a 32-bit id that
+// the timer wheel and the engine use to name a flow. Free ids sit on a
+// stack; the lowest ids go out first so a lightly loaded table stays
+// compact in cache.
+//
+// Hashing: Hash(key) is keyed with the table's seed (see HashFlowKey). The
+// caller computes the hash once per packet (and may Prefetch() it a few
+// packets ahead in a burst) and passes it to Find and Insert; Insert
+// records it, so Erase never rehashes and any hash function the caller
+// uses consistently works.
+//
+// Full table: Insert returns nullptr. The caller (the engine) must then
+// refuse the flow: count it (drop_flow_table_full) and send the client a
+// RST, so the client fails fast instead of retransmitting into a black
+// hole. Nothing is evicted to make room: evicting would let a flood of
+// valid-cookie handshakes push out established connections.
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -28,32 +46,49 @@ namespace moat::flow {
 
 template <typename Value>
 class FlowTable {
-  static_assert(std::is_trivially_destructible_v<Value>, "values are freed without destructors");
+  static_assert(std::is_trivially_destructible_v<Value>,
+                "values are recycled without running destructors");
+  static_assert(std::is_default_constructible_v<Value>, "Insert hands out Value{}");
 
  public:
+  // 2^26 flows: buckets then span 2^27 and every index fits the bucket's
+  // 32-bit field with room to spare.
   static constexpr uint32_t kMaxCapacity = 1u << 26;
+  static constexpr uint32_t kNoIndex = 0xffffffffu;
 
   static absl::StatusOr<std::unique_ptr<FlowTable>> Create(uint32_t capacity, uint64_t seed) {
     if (capacity == 0 || capacity > kMaxCapacity) {
       return absl::InvalidArgumentError(absl::StrCat(
           "flow table capacity ", capacity, " is out of range [1, ", kMaxCapacity, "]"));
     }
-    uint64_t buckets = 8;
-    while (buckets * 3 < static_cast<uint64_t>(capacity) * 4) buckets <<= 1;
+    const uint64_t buckets = BucketCountFor(capacity);
     std::unique_ptr<FlowTable> t(new (std::nothrow) FlowTable(capacity, buckets, seed));
-    if (!t || !t->buckets_ || !t->keys_ || !t->values_ || !t->free_) {
+    if (!t || !t->buckets_ || !t->keys_ || !t->values_ || !t->hashes_ || !t->free_) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "cannot allocate a flow table of ", capacity, " flows (",
-          (capacity * (sizeof(Value) + sizeof(FlowKey) + 4) + buckets * 8) >> 20,
-          " MiB); lower --flow_capacity"));
+          "cannot allocate a flow table of ", capacity, " flows (", MemoryBytes(capacity) >> 20,
+          " MiB); lower the flow capacity or add memory"));
     }
     return t;
+  }
+
+  // Smallest power of two >= capacity / 0.75 (at least 8).
+  static constexpr uint64_t BucketCountFor(uint32_t capacity) {
+    uint64_t buckets = 8;
+    while (buckets * 3 < static_cast<uint64_t>(capacity) * 4) buckets <<= 1;
+    return buckets;
+  }
+  // Bytes Create() allocates for `capacity` flows (all of it up front).
+  static constexpr uint64_t MemoryBytes(uint32_t capacity) {
+    return BucketCountFor(capacity) * sizeof(Bucket) +
+           static_cast<uint64_t>(capacity) *
+               (sizeof(Value) + sizeof(FlowKey) + 2 * sizeof(uint32_t));
   }
 
   ~FlowTable() {
     std::free(buckets_);
     std::free(keys_);
     std::free(values_);
+    std::free(hashes_);
     std::free(free_);
   }
   FlowTable(const FlowTable&) = delete;
@@ -63,38 +98,50 @@ class FlowTable {
     return static_cast<uint32_t>(HashFlowKey(key, seed_));
   }
 
+  // Pulls the key's home bucket into cache; call a few packets ahead of
+  // Find in a burst.
   void Prefetch(uint32_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
 
+  // `hash` must be what Insert got for this key (normally Hash(key)).
   Value* Find(const FlowKey& key, uint32_t hash) {
-    for (uint32_t i = hash & mask_;; i = (i + 1) & mask_) {
-      const Bucket b = buckets_[i];
-      if (b.index_plus_one == 0) return nullptr;
-      if (b.hash == hash && keys_[b.index_plus_one - 1] == key) {
-        return &values_[b.index_plus_one - 1];
-      }
-    }
+    const uint32_t index = FindIndex(key, hash);
+    return index == kNoIndex ? nullptr : &values_[index];
+  }
+  const Value* Find(const FlowKey& key, uint32_t hash) const {
+    const uint32_t index = FindIndex(key, hash);
+    return index == kNoIndex ? nullptr : &values_[index];
   }
 
-  // The key must be absent (Find first). Returns a value reset to Value{},
-  // or nullptr when the table holds `capacity` flows.
+  // The key must be absent (the caller has just missed in Find). Returns
+  // a value reset to Value{}, or nullptr when the table already holds
+  // capacity() flows: see the full-table contract at the top.
   Value* Insert(const FlowKey& key, uint32_t hash) {
+    assert(FindIndex(key, hash) == kNoIndex && "Insert of a key already present");
     if (free_top_ == 0) return nullptr;
     const uint32_t index = free_[--free_top_];
     uint32_t i = hash & mask_;
+    // Terminates: at most 75% of the buckets are ever in use.
     while (buckets_[i].index_plus_one != 0) i = (i + 1) & mask_;
     buckets_[i] = Bucket{hash, index + 1};
     keys_[index] = key;
+    hashes_[index] = hash;
     values_[index] = Value{};
     return &values_[index];
   }
 
+  // `v` must be a live value of this table. Its id may be handed out again
+  // by the next Insert, so cancel its timer first.
   void Erase(Value* v) {
     const uint32_t index = IndexOf(v);
-    const uint32_t hash = Hash(keys_[index]);
-    uint32_t i = hash & mask_;
-    while (buckets_[i].index_plus_one != index + 1) i = (i + 1) & mask_;
-    // Backward shift: pull each later entry of the run into the hole unless
-    // that would move it before its home bucket.
+    assert(index < capacity_);
+    uint32_t i = hashes_[index] & mask_;
+    while (buckets_[i].index_plus_one != index + 1) {
+      assert(buckets_[i].index_plus_one != 0 && "Erase of a value not in the table");
+      i = (i + 1) & mask_;
+    }
+    // Backward shift: walk the rest of the run; an entry whose home bucket
+    // is not cyclically inside (hole, j] can move into the hole, which
+    // then moves to where it was. The run ends at the first empty bucket.
     for (uint32_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
       const Bucket b = buckets_[j];
       if (b.index_plus_one == 0) break;
@@ -109,47 +156,88 @@ class FlowTable {
   }
 
   uint32_t IndexOf(const Value* v) const { return static_cast<uint32_t>(v - values_); }
+  // Any index < capacity(); the value is meaningful only while in use.
   Value* At(uint32_t index) { return &values_[index]; }
+  const Value* At(uint32_t index) const { return &values_[index]; }
   const FlowKey& KeyOf(const Value* v) const { return keys_[IndexOf(v)]; }
   uint32_t size() const { return capacity_ - free_top_; }
   uint32_t capacity() const { return capacity_; }
+  bool full() const { return free_top_ == 0; }
   uint32_t bucket_count() const { return mask_ + 1; }
 
-  // Longest probe sequence over all entries (tests, diagnostics).
+  // Calls f(Value*) for every flow in the table, in bucket order. The
+  // callback must not Insert or Erase (collect ids and erase afterwards).
+  // Control plane: O(bucket_count()).
+  template <typename F>
+  void ForEach(F&& f) {
+    for (uint32_t i = 0; i <= mask_; ++i) {
+      if (buckets_[i].index_plus_one != 0) f(&values_[buckets_[i].index_plus_one - 1]);
+    }
+  }
+
+  // Longest probe sequence, in buckets, over all entries (1 = found in its
+  // home bucket). Tests and diagnostics: O(bucket_count()).
   uint32_t MaxProbeLength() const {
     uint32_t worst = 0;
     for (uint32_t i = 0; i <= mask_; ++i) {
       if (buckets_[i].index_plus_one == 0) continue;
-      const uint32_t d = (i - (buckets_[i].hash & mask_)) & mask_;
-      if (d + 1 > worst) worst = d + 1;
+      const uint32_t d = ((i - (buckets_[i].hash & mask_)) & mask_) + 1;
+      if (d > worst) worst = d;
     }
     return worst;
+  }
+  // Sum of all entries' probe lengths (divide by size() for the mean
+  // successful lookup cost). Diagnostics: O(bucket_count()).
+  uint64_t TotalProbeLength() const {
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i <= mask_; ++i) {
+      if (buckets_[i].index_plus_one == 0) continue;
+      sum += ((i - (buckets_[i].hash & mask_)) & mask_) + 1;
+    }
+    return sum;
   }
 
  private:
   struct Bucket {
-    uint32_t hash = 0;
+    uint32_t hash = 0;            // full hash: the signature checked before the key
     uint32_t index_plus_one = 0;  // 0 = empty
   };
   static_assert(sizeof(Bucket) == 8);
 
+  uint32_t FindIndex(const FlowKey& key, uint32_t hash) const {
+    // Terminates at an empty bucket, and there always is one.
+    for (uint32_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Bucket b = buckets_[i];
+      if (b.index_plus_one == 0) return kNoIndex;
+      if (b.hash == hash && keys_[b.index_plus_one - 1] == key) return b.index_plus_one - 1;
+    }
+  }
+
   FlowTable(uint32_t capacity, uint64_t buckets, uint64_t seed)
       : capacity_(capacity), mask_(static_cast<uint32_t>(buckets - 1)), seed_(seed) {
-    buckets_ = static_cast<Bucket*>(std::aligned_alloc(64, RoundUp(buckets * sizeof(Bucket))));
-    keys_ = static_cast<FlowKey*>(std::aligned_alloc(64, RoundUp(capacity * sizeof(FlowKey))));
-    values_ = static_cast<Value*>(std::aligned_alloc(64, RoundUp(capacity * sizeof(Value))));
-    free_ = static_cast<uint32_t*>(std::aligned_alloc(64, RoundUp(capacity * sizeof(uint32_t))));
-    if (!buckets_ || !keys_ || !values_ || !free_) return;
-    for (uint64_t i = 0; i < buckets; ++i) buckets_[i] = Bucket{};
+    buckets_ = Allocate<Bucket>(buckets);
+    keys_ = Allocate<FlowKey>(capacity);
+    values_ = Allocate<Value>(capacity);
+    hashes_ = Allocate<uint32_t>(capacity);
+    free_ = Allocate<uint32_t>(capacity);
+    if (!buckets_ || !keys_ || !values_ || !hashes_ || !free_) return;
+    // Writing every byte now also faults the pages in, so the first flows
+    // do not pay page faults on the hot path.
+    for (uint64_t i = 0; i < buckets; ++i) new (&buckets_[i]) Bucket();
     for (uint32_t i = 0; i < capacity; ++i) {
       new (&keys_[i]) FlowKey();
       new (&values_[i]) Value();
-      // Hand out low indexes first: a lightly loaded table stays compact.
-      free_[i] = capacity - 1 - i;
+      hashes_[i] = 0;
+      free_[i] = capacity - 1 - i;  // index 0 on top of the stack
     }
     free_top_ = capacity;
   }
-  static size_t RoundUp(size_t n) { return (n + 63) & ~size_t{63}; }
+
+  template <typename T>
+  static T* Allocate(uint64_t n) {
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) & ~size_t{63};
+    return static_cast<T*>(std::aligned_alloc(64, bytes));
+  }
 
   uint32_t capacity_;
   uint32_t mask_;
@@ -157,8 +245,9 @@ class FlowTable {
   uint32_t free_top_ = 0;
   Bucket* buckets_ = nullptr;
   FlowKey* keys_ = nullptr;
-  Value* values_ = nullptr;
-  uint32_t* free_ = nullptr;
+  Value* values_ = nullptr;   // 64-byte aligned
+  uint32_t* hashes_ = nullptr;  // per index: the hash Insert got (for Erase)
+  uint32_t* free_ = nullptr;    // stack of free indexes, free_top_ entries
 };
 
 }  // namespace moat::flow
