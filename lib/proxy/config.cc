@@ -123,8 +123,8 @@ absl::Status CheckRange(absl::string_view flag, uint64_t value, uint64_t lo, uin
 
 }  // namespace
 
-bool ServiceRange::Contains(uint8_t len, const uint8_t* a, uint16_t port) const {
-  if (len != addr_len || port < port_lo || port > port_hi) return false;
+bool ServiceRange::ContainsAddress(uint8_t len, const uint8_t* a) const {
+  if (len != addr_len) return false;
   const uint8_t full = prefix_len / 8;
   if (std::memcmp(a, addr, full) != 0) return false;
   const uint8_t rem = prefix_len % 8;

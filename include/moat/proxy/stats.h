@@ -29,9 +29,18 @@ namespace moat::proxy {
   X(backend_timeout, "backends that never answered the SYN")                   \
   X(client_rst_sent, "RSTs moat sent to clients")                              \
   X(held_segments, "client segments kept while the backend handshake ran")     \
+  X(handshake_acks_absorbed, "duplicate handshake ACKs absorbed while the "    \
+                             "backend handshake ran")                          \
+  X(backend_synack_dup, "backend SYN-ACK retransmissions answered")            \
+  X(backend_ts_mismatch, "backends that did not answer timestamps the client " \
+                         "uses")                                               \
+  X(backend_mss_smaller, "backends whose MSS is below the advertised --mss")   \
+  X(syn_on_established, "client SYNs on a live flow, passed on (RFC 5961 4)")  \
   /* Flows */                                                                  \
   X(flows_created, "flows created (cookie-validated)")                         \
   X(flows_passthrough, "backend-opened flows tracked and passed through")      \
+  X(passthrough_untracked, "backend SYNs passed untracked: flow table full")   \
+  X(passthrough_forwarded, "segments of backend-opened flows passed through")  \
   X(flows_closed, "flows removed (FIN, RST, timeout)")                         \
   X(flows_active, "gauge: flows in the table")                                 \
   X(flows_expired, "flows removed by idle expiry")                             \
@@ -50,7 +59,21 @@ namespace moat::proxy {
                         "beyond the per-flow or pool bound")                   \
   X(drop_bad_backend_synack, "backend SYN-ACK not acking the client ISN")      \
   X(drop_rst_out_of_window, "RSTs outside the receive window (RFC 5961)")     \
-  X(drop_unexpected, "segments that fit no state of their flow")
+  X(drop_unexpected, "segments that fit no state of their flow")            \
+  /* Added by the engine (append-only) */                                      \
+  X(drop_bad_flags, "protected TCP with SYN+FIN, SYN+RST, or no ACK on a "     \
+                    "synchronized flow (RFC 9293 3.10.7.4)")                   \
+  X(drop_no_room, "SYN-ACK not sent: frame and Output both too small")         \
+  X(output_overflow, "generated frames lost: Output full (dataplane bug)")     \
+  X(server_rst_sent, "RSTs moat sent to backends")                             \
+  X(backend_stale_reset, "backend ACKs for a stale connection answered with " \
+                         "RST during the backend handshake (RFC 9293 3.10.7.3)")\
+  X(held_released, "kept client segments sent on after the backend SYN-ACK")   \
+  X(rst_teardown, "flows closed by an exact-match RST (RFC 5961 3.2)")         \
+  X(rst_in_window, "in-window RSTs passed on; flow kept until confirmed")      \
+  X(flows_time_wait, "flows closed both ways, lingering in TIME_WAIT")         \
+  X(time_wait_reuse, "client SYNs that replaced a flow in TIME_WAIT")          \
+  X(idle_rst_sent, "idle-expired flows reset towards both ends")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,

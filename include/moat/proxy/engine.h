@@ -1,0 +1,204 @@
+#pragma once
+// The engine: moat's handshake and splice state machine for one worker, as
+// plain functions over frame bytes. It owns the worker's flow table, timer
+// wheel, cookie keys, held-segment pool and counters; it never touches a
+// port. The dataplane hands it received frames and sends what it says to
+// send.
+//
+// Per packet: one parse, one hash, one table probe, a few in-place field
+// rewrites with incremental checksums (RFC 1624). No allocation after
+// Create(), no locks, no logging, no exceptions.
+//
+// Verdicts and counters: every kDrop has bumped exactly one drop counter
+// (a `drop_*` counter, or `cookie_invalid` for a bad cookie), so the stats
+// table explains every frame moat did not pass on.
+//
+// Decisions worth knowing (details at each site in engine.cc):
+// - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
+//   receiver's last ack, or the sender's next sequence number) ends the
+//   flow; merely in-window ones are passed on and the flow kept for
+//   time_wait_ms unless traffic resumes (the endpoint's challenge ACK
+//   decides).
+// - Idle expiry resets both ends at their exact sequence numbers: once moat
+//   forgets a flow, none of its segments could pass any more.
+// - Without timestamps a client window-scale shift below 6 is not
+//   negotiated (the cookie cannot encode it without rounding it to "none").
+// Not handled: ICMP errors quoting a spliced segment are bridged with the
+// backend's sequence numbers untranslated; a backend that refuses options
+// the client negotiated with moat (timestamps, ECN) is counted
+// (backend_ts_mismatch) but not compensated; option space is never grown.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "moat/cookie/cookie.h"
+#include "moat/flow/flow_table.h"
+#include "moat/flow/timer_wheel.h"
+#include "moat/net/packet.h"
+#include "moat/net/tcp_options.h"
+#include "moat/proxy/config.h"
+#include "moat/proxy/flow_state.h"
+#include "moat/proxy/stats.h"
+
+namespace moat::proxy {
+
+enum class Side : uint8_t { kClient = 0, kServer = 1 };
+
+inline Side Other(Side s) { return s == Side::kClient ? Side::kServer : Side::kClient; }
+
+enum class Verdict : uint8_t {
+  kForward,   // send the frame out of the other port (possibly rewritten in place)
+  kReflect,   // send the frame back out of the port it came in on (rewritten)
+  kDrop,      // free it; exactly one drop counter was bumped
+  kConsumed,  // the engine took what it needed (copied or absorbed); free it
+};
+
+inline constexpr size_t kMaxFrame = 2048;
+inline constexpr size_t kMaxEmitted = 16;
+// Client segments kept per flow while the backend handshake runs.
+inline constexpr uint8_t kMaxHeldPerFlow = 4;
+// The most frames one Process() call appends: the third ACK of the backend
+// handshake plus every kept segment.
+inline constexpr size_t kMaxEmittedPerPacket = 1 + kMaxHeldPerFlow;
+// The most frames one timer expiry appends (RSTs towards both ends).
+inline constexpr size_t kMaxEmittedPerTimer = 2;
+
+struct Emitted {
+  Side out;
+  uint16_t len;
+  const uint8_t* data;
+};
+
+// Frames the engine wants sent, in scratch space owned by the caller (one
+// per worker, 32 KiB). The dataplane copies each into an mbuf and Clear()s;
+// it must do so before room() drops below kMaxEmittedPerPacket (after every
+// Process() that appended, or when ProcessBurst()/Tick() stop early). Frames
+// are in the order they must go out.
+class Output {
+ public:
+  Output() = default;
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  void Clear() { n_ = 0; }
+  size_t size() const { return n_; }
+  size_t room() const { return kMaxEmitted - n_; }
+  Emitted operator[](size_t i) const { return Emitted{side_[i], len_[i], buf_[i]}; }
+
+  // Engine side: a kMaxFrame buffer for the next frame (nullptr when full),
+  // then Commit() its length.
+  uint8_t* Next() { return n_ < kMaxEmitted ? buf_[n_] : nullptr; }
+  void Commit(Side out, size_t len) {
+    side_[n_] = out;
+    len_[n_] = static_cast<uint16_t>(len);
+    ++n_;
+  }
+
+ private:
+  alignas(64) uint8_t buf_[kMaxEmitted][kMaxFrame];
+  Side side_[kMaxEmitted] = {};
+  uint16_t len_[kMaxEmitted] = {};
+  size_t n_ = 0;
+};
+
+class Engine {
+ public:
+  // Validates the config (ValidateConfig) and allocates everything the
+  // engine will ever use: flow table, timer wheel, held-segment pool.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineConfig& config,
+                                                        uint64_t now_ns);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // `frame` holds `*len` bytes and may be rewritten in place, up to
+  // `capacity` bytes (`*len` is updated). New frames go to *out, which must
+  // have room for kMaxEmittedPerPacket frames.
+  Verdict Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity, uint64_t now_ns,
+                  Output* out);
+
+  // l3fwd-style burst: parses every frame, hashes the flow keys and
+  // prefetches their table buckets, then processes them in order while
+  // *out has room for a worst-case packet. Returns how many were processed
+  // (verdicts[0..ret) are set); the caller drains *out and calls again with
+  // the rest. Same results as calling Process() on each frame in turn.
+  uint16_t ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens, uint16_t capacity,
+                        uint16_t n, uint64_t now_ns, Verdict* verdicts, Output* out);
+
+  // Timers: backend SYN retransmission and give-up, TIME_WAIT, idle expiry.
+  // Bounded by the room in *out; returns true when it stopped early (drain
+  // *out and call again).
+  bool Tick(uint64_t now_ns, Output* out);
+
+  const WorkerStats& stats() const { return stats_; }
+  const EngineConfig& config() const { return config_; }
+  uint32_t flow_count() const { return table_->size(); }
+  uint32_t held_free() const { return held_free_top_; }
+  // Test and diagnostics access.
+  const Flow* FindFlow(const flow::FlowKey& key);
+
+ private:
+  struct HeldSlot {
+    uint32_t next;
+    uint16_t len;
+    uint8_t data[kMaxFrame];
+  };
+  // A parsed frame with its flow key and hash, so a burst can hash and
+  // prefetch before it processes.
+  struct Parsed {
+    net::PacketView v;
+    net::ParseError err;
+    bool protected_tcp;
+    flow::FlowKey key;
+    uint32_t hash;
+  };
+
+  Engine(const EngineConfig& config, uint64_t now_ns);
+
+  void Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p);
+  Verdict Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uint64_t now_ns,
+                 Output* out);
+  Verdict ClientNoFlow(Parsed* p, uint16_t* len, uint16_t capacity, uint64_t now_ns,
+                       Output* out);
+  Verdict AnswerSyn(net::PacketView& v, uint16_t* len, uint16_t capacity, uint64_t now_ns,
+                    Output* out);
+  Verdict CheckCookie(Parsed* p, uint64_t now_ns, Output* out);
+  Verdict ServerNoFlow(Parsed* p, uint64_t now_ns);
+  Verdict ClientSynSent(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
+  Verdict ServerSynSent(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
+  Verdict ClientEstablished(Flow* f, net::PacketView& v, uint64_t now_ns);
+  Verdict ServerEstablished(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
+  Verdict Passthrough(Flow* f, Side in, Parsed* p, uint64_t now_ns);
+  Verdict Rst(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+
+  void TranslateClientToServer(Flow* f, net::PacketView& v);
+  void TranslateServerToClient(Flow* f, net::PacketView& v);
+  void TrackClient(Flow* f, const net::PacketView& v);
+  void TrackServer(Flow* f, const net::PacketView& v);
+  void AfterTrack(Flow* f, uint16_t flags_before, uint64_t now_ns);
+
+  bool SendBackendSyn(const Flow* f, Output* out);
+  bool SendBackendAck(const Flow* f, uint32_t seq, uint32_t ack, Output* out);
+  bool SendRst(const Flow* f, Side to, uint32_t seq, uint32_t ack, bool with_ack, Output* out);
+  bool Hold(Flow* f, const net::PacketView& v);
+  void ReleaseHeld(Flow* f, Output* out);
+  void FreeHeld(Flow* f);
+  void RemoveFlow(Flow* f);
+  void OnTimer(uint32_t id, uint64_t now_ns, Output* out);
+  void ArmIdle(Flow* f, uint64_t now_ns);
+  uint64_t IdleTimeoutNs(const Flow* f) const;
+
+  EngineConfig config_;
+  cookie::KeySchedule keys_;
+  cookie::CookieCodec codec_;
+  std::unique_ptr<flow::FlowTable<Flow>> table_;
+  std::unique_ptr<flow::TimerWheel> wheel_;
+  HeldSlot* held_ = nullptr;
+  uint32_t* held_free_ = nullptr;
+  uint32_t held_free_top_ = 0;
+  WorkerStats stats_;
+};
+
+}  // namespace moat::proxy

@@ -1,0 +1,1027 @@
+// Scenario tests for the engine: one per protocol transition, IPv4 and
+// IPv6, with sequence numbers and timestamps placed next to the 2^32 wrap.
+// Every emitted or rewritten frame is parsed back and its checksums
+// verified (ParseSeen).
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine_harness.h"
+#include "gtest/gtest.h"
+#include "moat/cookie/cookie.h"
+#include "moat/net/bytes.h"
+
+namespace moat::proxy::testing {
+namespace {
+
+using net::kTcpAck;
+using net::kTcpCwr;
+using net::kTcpEce;
+using net::kTcpFin;
+using net::kTcpPsh;
+using net::kTcpRst;
+using net::kTcpSyn;
+
+class EngineTest : public ::testing::TestWithParam<bool> {
+ protected:
+  bool v6() const { return GetParam(); }
+  Conn MakeConn() const {
+    Conn c;
+    c.v6 = v6();
+    return c;
+  }
+  Harness h_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Families, EngineTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+
+// ---------------------------------------------------------------------------
+// Client SYN -> cookie SYN-ACK.
+
+TEST_P(EngineTest, SynIsAnsweredStatelesslyWithCookieSynAck) {
+  Conn c = MakeConn();
+  Seen synack;
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c), &synack), Verdict::kReflect);
+  EXPECT_EQ(synack.side, Side::kClient);
+  EXPECT_EQ(synack.flags(), kTcpSyn | kTcpAck);
+  EXPECT_EQ(synack.ack(), c.client_isn + 1);
+  EXPECT_EQ(synack.win(), 65535);
+  EXPECT_EQ(synack.v.src_port(), kServerPort);
+  EXPECT_EQ(synack.v.dst_port(), kClientPort);
+  EXPECT_EQ(std::memcmp(synack.v.src_addr(), v6() ? kServerV6 : kServerV4, v6() ? 16 : 4), 0);
+  EXPECT_EQ(std::memcmp(synack.v.dst_addr(), v6() ? kClientV6 : kClientV4, v6() ? 16 : 4), 0);
+  EXPECT_EQ(std::memcmp(synack.v.dst_mac(), kClientMac.b, 6), 0);
+  EXPECT_EQ(std::memcmp(synack.v.src_mac(), kServerMac.b, 6), 0);
+  EXPECT_TRUE(synack.opts.has_mss);
+  EXPECT_EQ(synack.opts.mss, v6() ? 1440 : 1460);
+  EXPECT_TRUE(synack.opts.sack_permitted);
+  EXPECT_TRUE(synack.opts.has_wscale);
+  EXPECT_EQ(synack.opts.wscale, 7);
+  EXPECT_TRUE(synack.opts.has_timestamps);
+  EXPECT_EQ(synack.opts.tsecr, c.client_tsval - 10);
+  // The TSval's low bits carry the client's exact options.
+  EXPECT_EQ(synack.opts.tsval & cookie::kTsOptionMask, 7u | cookie::kTsSackBit);
+  EXPECT_EQ(h_.engine().flow_count(), 0u);
+  EXPECT_EQ(h_.Count(Counter::k_syn_received), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_synack_sent), 1u);
+}
+
+TEST_P(EngineTest, RetransmittedSynGetsTheSameIsn) {
+  Conn c = MakeConn();
+  Seen a, b;
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c), &a), Verdict::kReflect);
+  h_.set_now(h_.now() + 3 * kSec);
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c), &b), Verdict::kReflect);
+  EXPECT_EQ(a.seq(), b.seq());
+  EXPECT_EQ(h_.engine().flow_count(), 0u);
+}
+
+struct SynOptionCase {
+  const char* name;
+  int client_ws;
+  bool ts;
+  bool sack;
+  bool ecn;
+  // expected in the SYN-ACK
+  bool ws_offered;
+  bool ts_offered;
+  bool sack_offered;
+  bool ece;
+};
+
+class SynOptionsTest : public ::testing::TestWithParam<SynOptionCase> {};
+
+TEST_P(SynOptionsTest, SynAckOffersOnlyWhatTheClientOfferedAndCanBeCarried) {
+  const SynOptionCase& t = GetParam();
+  Harness h;
+  Conn c;
+  c.client_ws = t.client_ws;
+  c.ts = t.ts;
+  c.sack = t.sack;
+  c.ecn = t.ecn;
+  Seen synack;
+  ASSERT_EQ(h.Send(Side::kClient, ClientSyn(c), &synack), Verdict::kReflect);
+  EXPECT_EQ(synack.opts.has_wscale, t.ws_offered);
+  EXPECT_EQ(synack.opts.has_timestamps, t.ts_offered);
+  EXPECT_EQ(synack.opts.sack_permitted, t.sack_offered);
+  EXPECT_EQ((synack.flags() & kTcpEce) != 0, t.ece);
+  EXPECT_EQ(synack.flags() & kTcpCwr, 0);  // RFC 3168 §6.1.1: ECE only
+  EXPECT_EQ(synack.payload_len(), 0);
+
+  // The backend SYN carries the same agreement, decoded from the cookie.
+  c.cookie_isn = synack.seq();
+  c.synack_tsval = synack.opts.tsval;
+  ASSERT_EQ(h.Send(Side::kClient, ClientHandshakeAck(c)), Verdict::kConsumed);
+  ASSERT_EQ(h.emitted().size(), 1u);
+  const Seen& syn = h.emitted()[0];
+  EXPECT_EQ(syn.side, Side::kServer);
+  EXPECT_EQ(syn.flags() & (kTcpSyn | kTcpAck), kTcpSyn);
+  EXPECT_EQ(syn.seq(), c.client_isn);
+  EXPECT_EQ(syn.opts.has_wscale, t.ws_offered);
+  if (t.ws_offered) {
+    EXPECT_EQ(syn.opts.wscale, t.ts ? t.client_ws : (t.client_ws >= 8 ? 8 : t.client_ws));
+  }
+  EXPECT_EQ(syn.opts.has_timestamps, t.ts_offered);
+  if (t.ts_offered) {
+    EXPECT_EQ(syn.opts.tsval, c.client_tsval);
+    EXPECT_EQ(syn.opts.tsecr, 0u);
+  }
+  EXPECT_EQ(syn.opts.sack_permitted, t.sack_offered);
+  EXPECT_EQ(syn.flags() & (kTcpEce | kTcpCwr), t.ece ? (kTcpEce | kTcpCwr) : 0);
+  EXPECT_TRUE(syn.opts.has_mss);
+  EXPECT_EQ(syn.opts.mss, 1460);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, SynOptionsTest,
+    ::testing::Values(
+        SynOptionCase{"AllOptions", 7, true, true, false, true, true, true, false},
+        SynOptionCase{"NoWscale", -1, true, true, false, false, true, true, false},
+        SynOptionCase{"NoTimestamps", 7, false, true, false, true, false, true, false},
+        SynOptionCase{"NoSack", 7, true, false, false, true, true, false, false},
+        SynOptionCase{"BareSyn", -1, false, false, false, false, false, false, false},
+        // Without timestamps a shift below 6 cannot be encoded: not offered.
+        SynOptionCase{"SmallWscaleNoTs", 2, false, true, false, false, false, true, false},
+        SynOptionCase{"SmallWscaleWithTs", 2, true, true, false, true, true, true, false},
+        SynOptionCase{"LargeWscaleNoTsRoundsDown", 10, false, false, false, true, false, false,
+                      false},
+        SynOptionCase{"EcnWithTimestamps", 7, true, true, true, true, true, true, true},
+        SynOptionCase{"EcnWithoutTimestampsRefused", 7, false, true, true, true, false, true,
+                      false}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_P(EngineTest, SynWithPayloadOrFastOpenIsAnsweredWithoutTheData) {
+  Conn c = MakeConn();
+  Seen synack;
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c).Tfo().Payload(100), &synack), Verdict::kReflect);
+  EXPECT_EQ(synack.ack(), c.client_isn + 1);  // the data is not acknowledged
+  EXPECT_EQ(synack.payload_len(), 0);
+  EXPECT_FALSE(synack.opts.has_fastopen);
+  EXPECT_EQ(h_.Count(Counter::k_syn_payload_ignored), 1u);
+}
+
+TEST(EngineVlanTest, SynAckKeepsBothVlanTags) {
+  Harness h;
+  Conn c;
+  Seen synack;
+  ASSERT_EQ(h.Send(Side::kClient, ClientSyn(c).Vlan(100).Vlan(200), &synack), Verdict::kReflect);
+  ASSERT_EQ(synack.v.vlan_count, 2);
+  EXPECT_EQ(synack.v.vlan_tci[0], 100);
+  EXPECT_EQ(synack.v.vlan_tci[1], 200);
+  EXPECT_EQ(synack.v.vlan_tpid[0], 0x88a8);
+  EXPECT_EQ(synack.v.vlan_tpid[1], 0x8100);
+  // The backend SYN, generated from flow state, carries them too.
+  c.cookie_isn = synack.seq();
+  c.synack_tsval = synack.opts.tsval;
+  ASSERT_EQ(h.Send(Side::kClient, ClientHandshakeAck(c).Vlan(100).Vlan(200)), Verdict::kConsumed);
+  ASSERT_EQ(h.emitted().size(), 1u);
+  EXPECT_EQ(h.emitted()[0].v.vlan_count, 2);
+  EXPECT_EQ(h.emitted()[0].v.vlan_tci[1], 200);
+}
+
+TEST(EngineSmallBufferTest, SynAckGoesToOutputWhenTheFrameIsTooSmall) {
+  Harness h;
+  Conn c;
+  // A SYN without options is shorter than the SYN-ACK (which has an MSS).
+  Frame f = c.C().Seq(c.client_isn).Ack(0).Flags(kTcpSyn).Build();
+  const uint16_t cap = f.len;  // no room to grow
+  const Verdict v = h.engine().Process(Side::kClient, f.buf, &f.len, cap, h.now(), h.out());
+  EXPECT_EQ(v, Verdict::kConsumed);
+  h.Drain();
+  ASSERT_EQ(h.emitted().size(), 1u);
+  EXPECT_EQ(h.emitted()[0].flags(), kTcpSyn | kTcpAck);
+}
+
+// ---------------------------------------------------------------------------
+// Client ACK -> cookie check -> backend SYN.
+
+TEST_P(EngineTest, InvalidCookieIsDroppedSilently) {
+  Conn c = MakeConn();
+  DoSyn(h_, &c);
+  c.cookie_isn ^= 0x100;  // one MAC bit
+  EXPECT_EQ(h_.Send(Side::kClient, ClientHandshakeAck(c)), Verdict::kDrop);
+  EXPECT_TRUE(h_.emitted().empty());
+  EXPECT_EQ(h_.Count(Counter::k_cookie_invalid), 1u);
+  EXPECT_EQ(h_.engine().flow_count(), 0u);
+}
+
+TEST_P(EngineTest, ExpiredCookieIsDropped) {
+  Conn c = MakeConn();
+  DoSyn(h_, &c);
+  h_.set_now(h_.now() + 180 * kSec);  // past the 60..120 s lifetime
+  EXPECT_EQ(h_.Send(Side::kClient, ClientHandshakeAck(c)), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_cookie_invalid), 1u);
+}
+
+TEST_P(EngineTest, ValidCookieCreatesFlowAndSendsBackendSyn) {
+  Conn c = MakeConn();
+  const Seen syn = DriveToSynSent(h_, &c);
+  EXPECT_EQ(syn.side, Side::kServer);
+  EXPECT_EQ(syn.flags(), kTcpSyn);
+  EXPECT_EQ(syn.seq(), c.client_isn);
+  EXPECT_EQ(syn.opts.mss, v6() ? 1440 : 1460);
+  EXPECT_EQ(syn.opts.wscale, 7);
+  EXPECT_TRUE(syn.opts.sack_permitted);
+  EXPECT_EQ(syn.opts.tsval, c.client_tsval);
+  EXPECT_EQ(syn.win(), 502 << 7);
+  // Impersonates the client, at L2 too.
+  EXPECT_EQ(std::memcmp(syn.v.src_mac(), kClientMac.b, 6), 0);
+  EXPECT_EQ(std::memcmp(syn.v.dst_mac(), kServerMac.b, 6), 0);
+  EXPECT_EQ(std::memcmp(syn.v.src_addr(), v6() ? kClientV6 : kClientV4, v6() ? 16 : 4), 0);
+  EXPECT_EQ(syn.v.src_port(), kClientPort);
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kSynSent);
+  EXPECT_EQ(h_.Count(Counter::k_cookie_valid), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_flows_created), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_flows_active), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_backend_syn_sent), 1u);
+}
+
+TEST_P(EngineTest, DuplicateHandshakeAckCreatesNothing) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  EXPECT_EQ(h_.Send(Side::kClient, ClientHandshakeAck(c)), Verdict::kConsumed);
+  EXPECT_TRUE(h_.emitted().empty());
+  EXPECT_EQ(h_.Count(Counter::k_flows_created), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_handshake_acks_absorbed), 1u);
+}
+
+TEST_P(EngineTest, FlowTableFullRefusesWithRst) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.flow_capacity = 1;
+  Harness h(cfg);
+  Conn a = MakeConn();
+  DriveToSynSent(h, &a);
+  Conn b = MakeConn();
+  b.client_port = 40001;
+  DoSyn(h, &b);
+  EXPECT_EQ(h.Send(Side::kClient, ClientHandshakeAck(b)), Verdict::kDrop);
+  ASSERT_EQ(h.emitted().size(), 1u);
+  const Seen& rst = h.emitted()[0];
+  EXPECT_EQ(rst.side, Side::kClient);
+  EXPECT_EQ(rst.flags(), kTcpRst);
+  EXPECT_EQ(rst.seq(), b.cookie_isn + 1);  // = the ACK's ack (RFC 9293 §3.10.7.1)
+  EXPECT_EQ(rst.v.dst_port(), 40001);
+  EXPECT_EQ(h.Count(Counter::k_drop_flow_table_full), 1u);
+  EXPECT_EQ(h.Count(Counter::k_client_rst_sent), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Backend handshake.
+
+TEST_P(EngineTest, BackendSynAckCompletesSpliceWithThirdAck) {
+  Conn c = MakeConn();
+  const std::vector<Seen> out = DriveToEstablished(h_, &c);
+  ASSERT_EQ(out.size(), 1u);
+  const Seen& ack = out[0];
+  EXPECT_EQ(ack.side, Side::kServer);
+  EXPECT_EQ(ack.flags(), kTcpAck);
+  EXPECT_EQ(ack.seq(), c.client_isn + 1);
+  EXPECT_EQ(ack.ack(), c.backend_isn + 1);
+  EXPECT_EQ(ack.win(), c.client_win);
+  EXPECT_TRUE(ack.opts.has_timestamps);
+  EXPECT_EQ(ack.opts.tsval, c.client_tsval);
+  EXPECT_EQ(ack.opts.tsecr, c.backend_tsval);
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kEstablished);
+  EXPECT_EQ(f->delta, c.delta());
+  EXPECT_EQ(f->ts_delta, c.ts_delta());
+  EXPECT_EQ(h_.Count(Counter::k_backend_synack), 1u);
+}
+
+TEST_P(EngineTest, KeptSegmentsAreReleasedTranslatedAfterTheThirdAck) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c, /*payload=*/100);
+  // Three more while the backend is silent; the fifth exceeds the bound.
+  for (int i = 1; i <= 4; ++i) {
+    Seg s = c.C().Seq(c.client_isn + 1 + 100 * i).Ack(c.cookie_isn + 1).Win(c.client_win)
+                .Ts(c.client_tsval + i, c.synack_tsval).Payload(100);
+    if (i == 4) s.Flags(kTcpAck | kTcpFin);
+    EXPECT_EQ(h_.Send(Side::kClient, s), i < 4 ? Verdict::kConsumed : Verdict::kDrop);
+  }
+  EXPECT_EQ(h_.Count(Counter::k_held_segments), 4u);
+  EXPECT_EQ(h_.Count(Counter::k_drop_held_overflow), 1u);
+  const uint32_t free_before = h_.engine().held_free();
+
+  ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
+  const auto& out = h_.emitted();
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[0].payload_len(), 0);  // the third ACK first
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_EQ(out[i].side, Side::kServer);
+    EXPECT_EQ(out[i].seq(), c.client_isn + 1 + 100 * (i - 1));
+    EXPECT_EQ(out[i].ack(), c.backend_isn + 1);
+    EXPECT_EQ(out[i].payload_len(), 100);
+    EXPECT_EQ(out[i].opts.tsecr, c.backend_tsval);
+  }
+  // The third ACK carries the latest client TSval seen.
+  EXPECT_EQ(out[0].opts.tsval, c.client_tsval + 3);
+  EXPECT_EQ(h_.engine().held_free(), free_before + 4);
+  EXPECT_EQ(h_.Count(Counter::k_held_released), 4u);
+}
+
+TEST_P(EngineTest, BackendSynRetransmitsWithBackoffThenResetsClient) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  const uint64_t rto[] = {1 * kSec, 2 * kSec, 4 * kSec};
+  for (uint64_t step : rto) {
+    h_.Advance(step - kMs);
+    EXPECT_TRUE(h_.emitted().empty());
+    h_.Advance(kMs);
+    ASSERT_EQ(h_.emitted().size(), 1u);
+    EXPECT_EQ(h_.emitted()[0].flags(), kTcpSyn);
+    EXPECT_EQ(h_.emitted()[0].seq(), c.client_isn);
+  }
+  EXPECT_EQ(h_.Count(Counter::k_backend_syn_retransmit), 3u);
+  h_.Advance(8 * kSec);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  const Seen& rst = h_.emitted()[0];
+  EXPECT_EQ(rst.side, Side::kClient);
+  EXPECT_EQ(rst.flags(), kTcpRst | kTcpAck);
+  EXPECT_EQ(rst.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(rst.ack(), c.client_isn + 1);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_backend_timeout), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_flows_active), 0u);
+}
+
+TEST_P(EngineTest, BackendRefusalResetsClientAndFreesHeld) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c, 50);
+  const uint32_t free_before = h_.engine().held_free();
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(0).Ack(c.client_isn + 1).Flags(kTcpRst | kTcpAck)),
+            Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  const Seen& rst = h_.emitted()[0];
+  EXPECT_EQ(rst.side, Side::kClient);
+  EXPECT_EQ(rst.flags(), kTcpRst | kTcpAck);
+  EXPECT_EQ(rst.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(rst.ack(), c.client_isn + 1 + 50);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.engine().held_free(), free_before + 1);
+  EXPECT_EQ(h_.Count(Counter::k_backend_refused), 1u);
+}
+
+TEST_P(EngineTest, BackendRstNotAckingOurSynIsDropped) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(0).Ack(c.client_isn + 7).Flags(kTcpRst | kTcpAck)),
+            Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_rst_out_of_window), 1u);
+  EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
+}
+
+TEST_P(EngineTest, BackendSynAckWithWrongAckIsDropped) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  EXPECT_EQ(h_.Send(Side::kServer, BackendSynAck(c).Ack(c.client_isn + 2)), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_bad_backend_synack), 1u);
+  EXPECT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kSynSent);
+}
+
+TEST_P(EngineTest, StaleBackendConnectionIsResetDuringHandshake) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(777).Ack(12345)), Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].side, Side::kServer);
+  EXPECT_EQ(h_.emitted()[0].flags(), kTcpRst);
+  EXPECT_EQ(h_.emitted()[0].seq(), 12345u);
+  EXPECT_EQ(h_.Count(Counter::k_backend_stale_reset), 1u);
+}
+
+TEST_P(EngineTest, ClientRstDuringBackendHandshakeResetsBackend) {
+  Conn c = MakeConn();
+  DriveToSynSent(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(0).Flags(kTcpRst)),
+            Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].side, Side::kServer);
+  EXPECT_EQ(h_.emitted()[0].flags(), kTcpRst);
+  EXPECT_EQ(h_.emitted()[0].seq(), c.client_isn + 1);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+}
+
+TEST_P(EngineTest, DuplicateBackendSynAckIsAnsweredAgain) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].flags(), kTcpAck);
+  EXPECT_EQ(h_.emitted()[0].seq(), c.client_isn + 1);
+  EXPECT_EQ(h_.emitted()[0].ack(), c.backend_isn + 1);
+  EXPECT_EQ(h_.Count(Counter::k_backend_synack_dup), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Established: translation.
+
+TEST_P(EngineTest, ServerToClientShiftsSeqAndTsval) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kServer,
+                    c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(100)
+                        .Ts(c.backend_tsval + 5, c.client_tsval).Payload(300),
+                    &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.side, Side::kClient);
+  EXPECT_EQ(out.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(out.ack(), c.client_isn + 1);  // client space: untouched
+  EXPECT_EQ(out.opts.tsval, c.synack_tsval + 5);
+  EXPECT_EQ(out.opts.tsecr, c.client_tsval);
+  EXPECT_EQ(out.win(), 100);  // same shift both legs
+  EXPECT_EQ(out.payload_len(), 300);
+  EXPECT_EQ(h_.Count(Counter::k_fwd_server_to_client), 1u);
+}
+
+TEST_P(EngineTest, ClientToServerShiftsAckSackAndTsecr) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  // The server sent 300 bytes; the client got 100 and 200..300.
+  h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(100)
+                             .Ts(c.backend_tsval + 5, c.client_tsval).Payload(300));
+  const uint32_t base = c.cookie_isn + 1;
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kClient,
+                    c.C().Seq(c.client_isn + 1).Ack(base + 100).Win(c.client_win)
+                        .Ts(c.client_tsval + 1, c.synack_tsval + 5).Sack({base + 200, base + 300}),
+                    &out),
+            Verdict::kForward);
+  const uint32_t bbase = c.backend_isn + 1;
+  EXPECT_EQ(out.seq(), c.client_isn + 1);
+  EXPECT_EQ(out.ack(), bbase + 100);
+  EXPECT_EQ(out.opts.tsval, c.client_tsval + 1);
+  EXPECT_EQ(out.opts.tsecr, c.backend_tsval + 5);
+  ASSERT_EQ(out.opts.sack_blocks, 1);
+  EXPECT_EQ(net::LoadBe32(out.v.tcp() + out.opts.sack_offset), bbase + 200);
+  EXPECT_EQ(net::LoadBe32(out.v.tcp() + out.opts.sack_offset + 4), bbase + 300);
+  EXPECT_EQ(out.win(), c.client_win);
+}
+
+struct WindowCase {
+  const char* name;
+  int client_ws;
+  int backend_ws;
+  uint16_t server_win;  // as the backend writes it
+  uint16_t expect_to_client;
+  uint16_t client_win;
+  uint16_t expect_to_server;
+};
+
+class WindowTest : public ::testing::TestWithParam<WindowCase> {};
+
+TEST_P(WindowTest, WindowsAreRescaledBetweenLegs) {
+  const WindowCase& t = GetParam();
+  Harness h;
+  Conn c;
+  c.client_ws = t.client_ws;
+  c.backend_ws = t.backend_ws;
+  DriveToEstablished(h, &c);
+  Seen out;
+  ASSERT_EQ(h.Send(Side::kServer,
+                   c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(t.server_win)
+                       .Ts(c.backend_tsval, c.client_tsval),
+                   &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.win(), t.expect_to_client);
+  ASSERT_EQ(h.Send(Side::kClient,
+                   c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(t.client_win)
+                       .Ts(c.client_tsval, c.synack_tsval),
+                   &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.win(), t.expect_to_server);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, WindowTest,
+    ::testing::Values(
+        WindowCase{"SameShift", 7, 7, 500, 500, 300, 300},
+        WindowCase{"BackendLarger", 7, 9, 500, 2000, 300, 300},
+        WindowCase{"BackendSmaller", 7, 3, 300, 18, 300, 300},
+        WindowCase{"BackendSmallerNeverZero", 7, 3, 5, 1, 300, 300},
+        WindowCase{"BackendHugeClamped", 7, 14, 1000, 65535, 300, 300},
+        // Backend refused scaling: its windows are bytes; the client's must
+        // be unscaled for it.
+        WindowCase{"BackendUnscaled", 7, -1, 65535, 511, 300, 38400},
+        WindowCase{"BackendUnscaledClamped", 7, -1, 65535, 511, 1000, 65535},
+        WindowCase{"BackendUnscaledSmall", 7, -1, 100, 1, 10, 1280},
+        WindowCase{"ZeroStaysZero", 7, 9, 0, 0, 0, 0},
+        // Client did not scale: nobody does, nothing changes (a backend
+        // that answers WS anyway is ignored, RFC 7323 §2.2).
+        WindowCase{"ClientUnscaled", -1, 7, 1000, 1000, 1000, 1000}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_P(EngineTest, NoTimestampsMeansNoTimestampRewrite) {
+  Conn c = MakeConn();
+  c.ts = false;
+  DriveToEstablished(h_, &c);
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Payload(10),
+                    &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.seq(), c.cookie_isn + 1);
+  EXPECT_FALSE(out.opts.has_timestamps);
+}
+
+TEST_P(EngineTest, ClientSynOnLiveFlowIsPassedOnAndChallengeAckTranslated) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  // RFC 5961 §4: the client restarted and reuses the port.
+  Seen syn;
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c).Seq(0x12345678), &syn), Verdict::kForward);
+  EXPECT_EQ(syn.seq(), 0x12345678u);
+  EXPECT_EQ(h_.Count(Counter::k_syn_on_established), 1u);
+  // The backend's challenge ACK is translated like any segment...
+  Seen challenge;
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
+                                       .Ts(c.backend_tsval + 1, c.client_tsval),
+                    &challenge),
+            Verdict::kForward);
+  EXPECT_EQ(challenge.seq(), c.cookie_isn + 1);
+  // ...and the client's RST at its ack (an exact match) ends the flow.
+  ASSERT_EQ(h_.Send(Side::kClient, c.C().Seq(challenge.ack()).Ack(0).Flags(kTcpRst)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_rst_teardown), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// RST validation (RFC 5961 §3).
+
+struct RstCase {
+  const char* name;
+  bool from_client;
+  int64_t offset;  // from the receiver's expected sequence number
+  Verdict verdict;
+  bool flow_removed;
+  bool pending;
+};
+
+class RstTest : public ::testing::TestWithParam<RstCase> {};
+
+TEST_P(RstTest, RstIsCheckedAgainstTheReceiversWindow) {
+  const RstCase& t = GetParam();
+  Harness h;
+  Conn c;
+  DriveToEstablished(h, &c);
+  // Both ends have spoken once, so both windows are known: 400 << 7 bytes.
+  h.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(400)
+                            .Ts(c.backend_tsval, c.client_tsval));
+  h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(400)
+                            .Ts(c.client_tsval, c.synack_tsval));
+  Seen out;
+  Verdict v;
+  if (t.from_client) {
+    v = h.Send(Side::kClient,
+               c.C().Seq(c.client_isn + 1 + static_cast<uint32_t>(t.offset)).Ack(0).Flags(kTcpRst),
+               &out);
+  } else {
+    v = h.Send(Side::kServer,
+               c.S().Seq(c.backend_isn + 1 + static_cast<uint32_t>(t.offset)).Ack(0).Flags(kTcpRst),
+               &out);
+  }
+  EXPECT_EQ(v, t.verdict);
+  if (v == Verdict::kForward && !t.from_client) {
+    EXPECT_EQ(out.seq(), c.cookie_isn + 1 + static_cast<uint32_t>(t.offset));
+  }
+  const Flow* f = h.engine().FindFlow(c.key());
+  EXPECT_EQ(f == nullptr, t.flow_removed);
+  if (f != nullptr) {
+    EXPECT_EQ((f->flags & kFlowRstPending) != 0, t.pending);
+  }
+  if (t.verdict == Verdict::kDrop) {
+    EXPECT_EQ(h.Count(Counter::k_drop_rst_out_of_window), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, RstTest,
+    ::testing::Values(RstCase{"ClientExact", true, 0, Verdict::kForward, true, false},
+                      RstCase{"ClientInWindow", true, 1000, Verdict::kForward, false, true},
+                      RstCase{"ClientBelowWindow", true, -1, Verdict::kDrop, false, false},
+                      RstCase{"ClientBeyondWindow", true, 400 << 7, Verdict::kDrop, false, false},
+                      RstCase{"ClientFarAway", true, 0x40000000, Verdict::kDrop, false, false},
+                      RstCase{"ServerExact", false, 0, Verdict::kForward, true, false},
+                      RstCase{"ServerInWindow", false, 5000, Verdict::kForward, false, true},
+                      RstCase{"ServerBeyondWindow", false, 400 << 7, Verdict::kDrop, false, false},
+                      RstCase{"ServerFarAway", false, -0x40000000, Verdict::kDrop, false, false}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_P(EngineTest, InWindowRstExpiresFlowUnlessTrafficContinues) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kClient, c.C().Seq(c.client_isn + 11).Ack(0).Flags(kTcpRst)),
+            Verdict::kForward);
+  // The backend answers with a challenge ACK and the connection lives on.
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
+                                       .Ts(c.backend_tsval, c.client_tsval)),
+            Verdict::kForward);
+  h_.Advance(10 * kSec);
+  EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
+  // A second in-window RST and silence: gone after time_wait_ms.
+  ASSERT_EQ(h_.Send(Side::kClient, c.C().Seq(c.client_isn + 11).Ack(0).Flags(kTcpRst)),
+            Verdict::kForward);
+  h_.Advance(5 * kSec + kMs);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_TRUE(h_.emitted().empty());  // no RSTs of moat's own here
+}
+
+// ---------------------------------------------------------------------------
+// Teardown.
+
+TEST_P(EngineTest, FourWayCloseEntersTimeWaitThenExpires) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  auto ts_c = [&](Seg s) { return s.Ts(c.client_tsval, c.synack_tsval); };
+  auto ts_s = [&](Seg s) { return s.Ts(c.backend_tsval, c.client_tsval); };
+  EXPECT_EQ(h_.Send(Side::kClient, ts_c(c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck))),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kServer, ts_s(c.S().Seq(bs).Ack(cs + 1))), Verdict::kForward);
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->flags & kFlowFinClientAcked);
+  EXPECT_EQ(f->state, FlowState::kEstablished);
+  EXPECT_EQ(h_.Send(Side::kServer, ts_s(c.S().Seq(bs).Ack(cs + 1).Flags(kTcpFin | kTcpAck))),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kClient, ts_c(c.C().Seq(cs + 1).Ack(ks + 1))), Verdict::kForward);
+  f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kTimeWait);
+  EXPECT_EQ(h_.Count(Counter::k_flows_time_wait), 1u);
+  // A retransmitted last ACK is still translated.
+  Seen out;
+  EXPECT_EQ(h_.Send(Side::kClient, ts_c(c.C().Seq(cs + 1).Ack(ks + 1)), &out), Verdict::kForward);
+  EXPECT_EQ(out.ack(), bs + 1);
+  h_.Advance(5 * kSec - kMs);
+  EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
+  h_.Advance(2 * kMs);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_flows_closed), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_flows_active), 0u);
+}
+
+TEST_P(EngineTest, SimultaneousCloseEntersTimeWait) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck)
+                                       .Ts(c.client_tsval, c.synack_tsval)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Flags(kTcpFin | kTcpAck)
+                                       .Ts(c.backend_tsval, c.client_tsval)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs + 1).Ack(ks + 1)
+                                       .Ts(c.client_tsval, c.synack_tsval)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs + 1).Ack(cs + 1)
+                                       .Ts(c.backend_tsval, c.client_tsval)),
+            Verdict::kForward);
+  ASSERT_NE(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
+}
+
+TEST_P(EngineTest, HalfCloseKeepsDataFlowingTheOtherWay) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  // The client sends its request and shuts down writing.
+  EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck | kTcpPsh)
+                                       .Payload(20).Ts(c.client_tsval, c.synack_tsval)),
+            Verdict::kForward);
+  for (int i = 0; i < 3; ++i) {
+    Seen out;
+    EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs + 1000 * i).Ack(cs + 21).Payload(1000)
+                                         .Ts(c.backend_tsval + i, c.client_tsval),
+                      &out),
+              Verdict::kForward);
+    EXPECT_EQ(out.seq(), ks + 1000 * i);
+    EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs + 21).Ack(ks + 1000 * (i + 1))
+                                         .Ts(c.client_tsval, c.synack_tsval + i)),
+              Verdict::kForward);
+  }
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kEstablished);
+  EXPECT_TRUE(f->flags & kFlowFinClientAcked);
+  // Half-closed flows get the shorter idle timeout (60 s, not 300 s).
+  h_.Advance(61 * kSec);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_flows_expired), 1u);
+}
+
+TEST_P(EngineTest, NewSynOnTimeWaitFlowGetsACookie) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck).Ts(c.client_tsval, c.synack_tsval));
+  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs + 1).Flags(kTcpFin | kTcpAck).Ts(c.backend_tsval, c.client_tsval));
+  h_.Send(Side::kClient, c.C().Seq(cs + 1).Ack(ks + 1).Ts(c.client_tsval, c.synack_tsval));
+  ASSERT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
+  Conn again = c;
+  again.client_isn = cs + 100000;
+  Seen synack;
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(again), &synack), Verdict::kReflect);
+  EXPECT_EQ(synack.ack(), again.client_isn + 1);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_time_wait_reuse), 1u);
+  // And the new connection completes.
+  again.cookie_isn = synack.seq();
+  again.synack_tsval = synack.opts.tsval;
+  EXPECT_EQ(h_.Send(Side::kClient, ClientHandshakeAck(again)), Verdict::kConsumed);
+  EXPECT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kSynSent);
+}
+
+TEST_P(EngineTest, IdleFlowIsRescheduledWhileActiveThenResetBothWays) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Payload(10).Ts(c.backend_tsval, c.client_tsval));
+  h_.Advance(200 * kSec);
+  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks + 10).Ts(c.client_tsval, c.synack_tsval));
+  h_.Advance(101 * kSec);  // 301 s after the start: the first timer fires, re-arms
+  EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_TRUE(h_.emitted().empty());
+  h_.Advance(200 * kSec);
+  EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_flows_expired), 1u);
+  ASSERT_EQ(h_.emitted().size(), 2u);
+  const Seen& to_client = h_.emitted()[0];
+  const Seen& to_server = h_.emitted()[1];
+  EXPECT_EQ(to_client.side, Side::kClient);
+  EXPECT_EQ(to_client.flags(), kTcpRst | kTcpAck);
+  EXPECT_EQ(to_client.seq(), ks + 10);  // what the client acked last
+  EXPECT_EQ(to_client.ack(), cs);
+  EXPECT_EQ(to_server.side, Side::kServer);
+  EXPECT_EQ(to_server.seq(), cs);       // what the server acked last
+  EXPECT_EQ(to_server.ack(), bs + 10);  // backend space
+  EXPECT_EQ(std::memcmp(to_server.v.src_mac(), kClientMac.b, 6), 0);
+  EXPECT_EQ(std::memcmp(to_client.v.dst_mac(), kClientMac.b, 6), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Not ours, malformed, or stray.
+
+TEST_P(EngineTest, NonProtectedTrafficIsBridgedUnchanged) {
+  std::vector<Frame> frames;
+  // TCP to another port and to another address.
+  frames.push_back(Seg::FromClient(v6()).Ports(1234, 81).Flags(kTcpSyn).Build());
+  if (!v6()) frames.push_back(Seg::FromClient().Dst(kOtherV4).Flags(kTcpSyn).Build());
+  // ARP.
+  Frame arp;
+  arp.len = 42;
+  std::memcpy(arp.buf, kServerMac.b, 6);
+  std::memcpy(arp.buf + 6, kClientMac.b, 6);
+  net::StoreBe16(arp.buf + 12, net::kEtherTypeArp);
+  frames.push_back(arp);
+  // UDP to the protected address (rewrite the protocol of a TCP frame).
+  Frame udp = Seg::FromClient(v6()).Payload(8).Build();
+  net::PacketView v;
+  ASSERT_EQ(net::ParseFrame(udp.buf, udp.len, &v), net::ParseError::kOk);
+  v.ip()[v6() ? 6 : 9] = net::kIpProtoUdp;
+  if (!v6()) net::FillIpv4HeaderChecksum(v);
+  frames.push_back(udp);
+  for (Frame& f : frames) {
+    Frame copy = f;
+    EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kForward);
+    EXPECT_EQ(f.len, copy.len);
+    EXPECT_EQ(std::memcmp(f.buf, copy.buf, f.len), 0);
+  }
+  EXPECT_EQ(h_.Count(Counter::k_bridged), frames.size());
+  EXPECT_EQ(h_.engine().flow_count(), 0u);
+}
+
+TEST_P(EngineTest, FragmentsOfProtectedTrafficAreDropped) {
+  Frame f = Seg::FromClient(v6()).Payload(100).Build();
+  net::PacketView v;
+  ASSERT_EQ(net::ParseFrame(f.buf, f.len, &v), net::ParseError::kOk);
+  if (v6()) {
+    // Insert a Fragment header (offset 1, so not the first).
+    const uint16_t l4 = v.l4_offset;
+    std::memmove(f.buf + l4 + 8, f.buf + l4, f.len - l4);
+    f.buf[l4] = net::kIpProtoTcp;
+    f.buf[l4 + 1] = 0;
+    net::StoreBe16(f.buf + l4 + 2, 1 << 3);
+    net::StoreBe32(f.buf + l4 + 4, 42);
+    f.buf[v.l3_offset + 6] = 44;
+    net::StoreBe16(f.buf + v.l3_offset + 4, net::LoadBe16(f.buf + v.l3_offset + 4) + 8);
+    f.len += 8;
+  } else {
+    net::StoreBe16(v.ip() + 6, 0x2000);  // MF
+    net::FillIpv4HeaderChecksum(v);
+  }
+  EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_fragment), 1u);
+}
+
+TEST_P(EngineTest, BadChecksumsAreDropped) {
+  Frame f = ClientSyn(MakeConn()).Payload(10).Build();
+  f.buf[f.len - 1] ^= 0x40;
+  EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
+  if (!v6()) {
+    Frame g = ClientSyn(MakeConn()).Build();
+    g.buf[14 + 8] ^= 1;  // TTL: only the IPv4 header sum notices
+    EXPECT_EQ(h_.Send(Side::kClient, g), Verdict::kDrop);
+    EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 2u);
+  }
+  EXPECT_EQ(h_.Count(Counter::k_synack_sent), 0u);
+}
+
+TEST_P(EngineTest, ParseErrorsAreCountedPerReason) {
+  Frame runt;
+  runt.len = 10;
+  EXPECT_EQ(h_.Send(Side::kClient, runt), Verdict::kDrop);
+  EXPECT_EQ(h_.engine().stats().LoadParse(static_cast<size_t>(net::ParseError::kTruncatedEthernet)),
+            1u);
+  // An MSS option of length 5.
+  EXPECT_EQ(h_.Send(Side::kClient, ClientSyn(MakeConn()).Opt({2, 5, 1, 2, 3})), Verdict::kDrop);
+  EXPECT_EQ(h_.engine().stats().LoadParse(static_cast<size_t>(net::ParseError::kTcpOptionBadLength)),
+            1u);
+  EXPECT_EQ(h_.Count(Counter::k_drop_parse), 2u);
+}
+
+struct StrayCase {
+  const char* name;
+  bool from_client;
+  uint8_t flags;
+  Counter counter;
+};
+
+class StrayTest : public ::testing::TestWithParam<StrayCase> {};
+
+TEST_P(StrayTest, SegmentsWithoutAFlowAreDroppedWithTheirReason) {
+  const StrayCase& t = GetParam();
+  Harness h;
+  Seg s = t.from_client ? Seg::FromClient() : Seg::FromServer();
+  s.Seq(100).Ack(200).Flags(t.flags);
+  EXPECT_EQ(h.Send(t.from_client ? Side::kClient : Side::kServer, s), Verdict::kDrop);
+  EXPECT_EQ(h.Count(t.counter), 1u);
+  EXPECT_TRUE(h.emitted().empty());
+  EXPECT_EQ(h.engine().flow_count(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, StrayTest,
+    ::testing::Values(
+        StrayCase{"ClientRst", true, kTcpRst, Counter::k_drop_no_flow_client},
+        StrayCase{"ClientRstAck", true, kTcpRst | kTcpAck, Counter::k_drop_no_flow_client},
+        StrayCase{"ClientSynAck", true, kTcpSyn | kTcpAck, Counter::k_drop_no_flow_client},
+        StrayCase{"ClientBareFin", true, kTcpFin, Counter::k_drop_no_flow_client},
+        StrayCase{"ClientNull", true, 0, Counter::k_drop_no_flow_client},
+        StrayCase{"ClientSynFin", true, kTcpSyn | kTcpFin, Counter::k_drop_bad_flags},
+        StrayCase{"ClientSynRst", true, kTcpSyn | kTcpRst, Counter::k_drop_bad_flags},
+        StrayCase{"ClientAckBadCookie", true, kTcpAck, Counter::k_cookie_invalid},
+        StrayCase{"ServerAck", false, kTcpAck, Counter::k_drop_no_flow_server},
+        StrayCase{"ServerSynAck", false, kTcpSyn | kTcpAck, Counter::k_drop_no_flow_server},
+        StrayCase{"ServerRst", false, kTcpRst, Counter::k_drop_no_flow_server}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// ---------------------------------------------------------------------------
+// Backend-initiated connections.
+
+TEST_P(EngineTest, BackendOpenedFlowIsPassedThroughUnchanged) {
+  auto same = [&](Side in, Seg s) {
+    Frame f = s.Build();
+    Frame copy = f;
+    EXPECT_EQ(h_.Send(in, f), Verdict::kForward);
+    EXPECT_EQ(std::memcmp(f.buf, copy.buf, f.len), 0);
+  };
+  same(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn).Mss(1460).Ws(7));
+  const Flow* f = h_.engine().FindFlow(KeyFor(v6()));
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->flags & kFlowPassthrough);
+  same(Side::kClient, Seg::FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck).Ws(7));
+  same(Side::kServer, Seg::FromServer(v6()).Seq(5001).Ack(9001).Payload(100));
+  same(Side::kClient, Seg::FromClient(v6()).Seq(9001).Ack(5101).Payload(50));
+  same(Side::kServer, Seg::FromServer(v6()).Seq(5101).Ack(9051).Flags(kTcpFin | kTcpAck));
+  same(Side::kClient, Seg::FromClient(v6()).Seq(9051).Ack(5102).Flags(kTcpFin | kTcpAck));
+  same(Side::kServer, Seg::FromServer(v6()).Seq(5102).Ack(9052));
+  f = h_.engine().FindFlow(KeyFor(v6()));
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kTimeWait);
+  EXPECT_EQ(h_.Count(Counter::k_flows_passthrough), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_synack_sent), 0u);
+  EXPECT_EQ(h_.Count(Counter::k_cookie_invalid), 0u);
+  h_.Advance(6 * kSec);
+  EXPECT_EQ(h_.engine().FindFlow(KeyFor(v6())), nullptr);
+}
+
+TEST_P(EngineTest, SimultaneousOpenJoinsTheBackendsFlow) {
+  ASSERT_EQ(h_.Send(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
+            Verdict::kForward);
+  // RFC 9293 figure 8: the client's own SYN crosses the backend's.
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(9000).Ack(0).Flags(kTcpSyn), &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.seq(), 9000u);
+  EXPECT_EQ(h_.Count(Counter::k_synack_sent), 0u);
+  EXPECT_EQ(h_.Send(Side::kServer,
+                    Seg::FromServer(v6()).Seq(5000).Ack(9001).Flags(kTcpSyn | kTcpAck)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kClient,
+                    Seg::FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(9001).Ack(5001).Payload(10)),
+            Verdict::kForward);
+}
+
+TEST_P(EngineTest, PassthroughRefusalRstTearsDown) {
+  ASSERT_EQ(h_.Send(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
+            Verdict::kForward);
+  // A blind RST is not accepted...
+  EXPECT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(1).Ack(77).Flags(kTcpRst | kTcpAck)),
+            Verdict::kDrop);
+  // ...the client's refusal (acking the SYN) is.
+  EXPECT_EQ(h_.Send(Side::kClient,
+                    Seg::FromClient(v6()).Seq(0).Ack(5001).Flags(kTcpRst | kTcpAck)),
+            Verdict::kForward);
+  EXPECT_EQ(h_.engine().FindFlow(KeyFor(v6())), nullptr);
+}
+
+TEST(EnginePassthroughTest, FullTableForwardsUntracked) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.flow_capacity = 1;
+  Harness h(cfg);
+  ASSERT_EQ(h.Send(Side::kServer, Seg::FromServer().Seq(1).Ack(0).Flags(kTcpSyn)),
+            Verdict::kForward);
+  ASSERT_EQ(h.Send(Side::kServer,
+                   Seg::FromServer().Ports(kServerPort, 1).Seq(1).Ack(0).Flags(kTcpSyn)),
+            Verdict::kForward);
+  EXPECT_EQ(h.Count(Counter::k_passthrough_untracked), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Burst entry point.
+
+TEST(EngineBurstTest, BurstMatchesOneByOne) {
+  Harness single, burst;
+  std::vector<Frame> frames;
+  for (int i = 0; i < 40; ++i) {
+    Conn c;
+    c.client_port = static_cast<uint16_t>(41000 + i);
+    c.client_isn = 0xFFFFFFF0u + i;
+    switch (i % 4) {
+      case 0: frames.push_back(ClientSyn(c).Build()); break;
+      case 1: frames.push_back(c.C().Seq(5).Ack(6).Build()); break;  // bad cookie
+      case 2: frames.push_back(Seg::FromClient().Ports(1, 81).Build()); break;
+      default: {
+        Frame runt;
+        runt.len = 12;
+        frames.push_back(runt);
+      }
+    }
+  }
+  std::vector<Frame> copy = frames;
+  std::vector<Verdict> one;
+  for (Frame& f : frames) one.push_back(single.Send(Side::kClient, f));
+
+  std::vector<uint8_t*> ptrs;
+  std::vector<uint16_t> lens;
+  for (Frame& f : copy) {
+    ptrs.push_back(f.buf);
+    lens.push_back(f.len);
+  }
+  std::vector<Verdict> many(copy.size());
+  const uint16_t n = burst.engine().ProcessBurst(Side::kClient, ptrs.data(), lens.data(),
+                                                 kMaxFrame, static_cast<uint16_t>(copy.size()),
+                                                 burst.now(), many.data(), burst.out());
+  ASSERT_EQ(n, copy.size());
+  for (size_t i = 0; i < copy.size(); ++i) {
+    EXPECT_EQ(one[i], many[i]) << i;
+    EXPECT_EQ(frames[i].len, lens[i]);
+    EXPECT_EQ(std::memcmp(frames[i].buf, copy[i].buf, lens[i]), 0) << i;
+  }
+  EXPECT_EQ(single.Snapshot(), burst.Snapshot());
+}
+
+TEST(EngineBurstTest, BurstStopsWhenOutputIsNearlyFull) {
+  Harness h;
+  // Fill the Output so that less than one packet's worth is left.
+  for (size_t i = 0; i + kMaxEmittedPerPacket <= kMaxEmitted; ++i) {
+    h.out()->Commit(Side::kClient, 1);
+  }
+  Frame f = ClientSyn(Conn{}).Build();
+  uint8_t* ptrs[1] = {f.buf};
+  uint16_t lens[1] = {f.len};
+  Verdict verdicts[1];
+  EXPECT_EQ(h.engine().ProcessBurst(Side::kClient, ptrs, lens, kMaxFrame, 1, h.now(), verdicts,
+                                    h.out()),
+            0);
+}
+
+TEST(EngineConfigTest, CreateRejectsBadConfig) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.wscale = 15;
+  EXPECT_FALSE(Engine::Create(cfg, kT0).ok());
+  EngineConfig empty;
+  EXPECT_FALSE(Engine::Create(empty, kT0).ok());
+}
+
+}  // namespace
+}  // namespace moat::proxy::testing
