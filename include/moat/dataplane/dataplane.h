@@ -1,0 +1,82 @@
+#pragma once
+// The dataplane: the only layer that talks to ethdev. It owns the two ports
+// (client side and server side of the wire), the per-socket mbuf pools and
+// one Worker per RX queue. Worker i owns queue i of both ports, so as long
+// as the NIC hashes both directions of a flow to the same queue (symmetric
+// RSS), every flow lives on exactly one worker and nothing is shared.
+//
+// Control plane (this class, the main lcore): set up, start, stop, stats.
+// Errors are absl::Status with a message that names the port, the flag or
+// the limit that got in the way.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "moat/dataplane/port.h"
+#include "moat/dataplane/worker.h"
+#include "moat/proxy/config.h"
+
+namespace moat::dataplane {
+
+struct DataplaneConfig {
+  uint16_t client_port = 0;
+  uint16_t server_port = 1;
+  // RX/TX queues per port; 0 = one per worker lcore.
+  uint16_t queues = 0;
+  uint16_t rx_desc = 1024;
+  uint16_t tx_desc = 1024;
+  WorkerConfig worker;
+};
+
+// Summed over workers, for the stats table and telemetry.
+struct CounterSnapshot {
+  uint64_t engine[proxy::kNumCounters] = {};
+  uint64_t parse[net::kNumParseErrors] = {};
+  uint64_t dataplane[kNumDataplaneCounters] = {};
+
+  void Add(const Worker& w);
+};
+
+class Dataplane {
+ public:
+  // Checks the ports and lcores, configures and starts both ports, and
+  // builds one engine per worker. Nothing is left started on error.
+  static absl::StatusOr<std::unique_ptr<Dataplane>> Create(const DataplaneConfig& config,
+                                                           const proxy::EngineConfig& engine);
+  ~Dataplane();
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  // Launches a worker on every worker lcore that has a queue.
+  absl::Status Start();
+  // Asks the workers to stop and waits for them (they flush their TX
+  // buffers on the way out).
+  void Stop();
+  // Stops and closes both ports; Stop() first.
+  void ClosePorts();
+
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  const Port& port(proxy::Side side) const { return ports_[static_cast<int>(side)]; }
+  CounterSnapshot Snapshot() const;
+  CounterSnapshot WorkerSnapshot(size_t worker) const;
+
+ private:
+  explicit Dataplane(const DataplaneConfig& config) : config_(config) {}
+
+  DataplaneConfig config_;
+  Port ports_[2];
+  std::vector<rte_mempool*> pools_;  // one per NUMA socket in use
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<unsigned> lcores_;  // worker i runs on lcores_[i]
+  // Argument of each remote launch: the worker and the stop flag.
+  std::vector<std::pair<Worker*, const volatile bool*>> launch_;
+  volatile bool stop_ = false;
+  bool running_ = false;
+};
+
+}  // namespace moat::dataplane

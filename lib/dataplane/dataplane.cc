@@ -1,0 +1,177 @@
+#include "moat/dataplane/dataplane.h"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_launch.h>
+#include <rte_mbuf.h>
+#include <rte_random.h>
+
+#include <ctime>
+#include <map>
+
+#include "absl/strings/str_format.h"
+#include "moat/dataplane/log.h"
+
+namespace moat::dataplane {
+
+namespace {
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+int WorkerMain(void* arg) {
+  auto* ctx = static_cast<std::pair<Worker*, const volatile bool*>*>(arg);
+  ctx->first->Run(ctx->second);
+  return 0;
+}
+
+constexpr unsigned kMempoolCache = 256;
+
+}  // namespace
+
+void CounterSnapshot::Add(const Worker& w) {
+  const proxy::WorkerStats& es = w.engine_stats();
+  for (size_t i = 0; i < proxy::kNumCounters; ++i) engine[i] += es.Load(i);
+  for (size_t i = 0; i < net::kNumParseErrors; ++i) parse[i] += es.LoadParse(i);
+  for (size_t i = 0; i < kNumDataplaneCounters; ++i) dataplane[i] += w.stats().Load(i);
+}
+
+absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConfig& config,
+                                                              const proxy::EngineConfig& engine) {
+  std::unique_ptr<Dataplane> dp(new Dataplane(config));
+  if (config.client_port == config.server_port) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--client_port and --server_port are both %u: moat sits between two ports",
+        config.client_port));
+  }
+  if (auto s = DescribePort(config.client_port, "client", &dp->ports_[0]); !s.ok()) return s;
+  if (auto s = DescribePort(config.server_port, "server", &dp->ports_[1]); !s.ok()) return s;
+
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) { dp->lcores_.push_back(lcore); }
+  if (dp->lcores_.empty()) {
+    return absl::InvalidArgumentError(
+        "no worker lcore: give EAL at least two lcores, e.g. -l 0,1 (the main lcore only "
+        "does control work; on a small machine -l 0,1 --lcores '0@0,1@1')");
+  }
+  const uint16_t queues =
+      config.queues != 0 ? config.queues : static_cast<uint16_t>(dp->lcores_.size());
+  if (queues > dp->lcores_.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--queues=%u needs %u worker lcores but EAL has %u (add lcores with -l)", queues, queues,
+        dp->lcores_.size()));
+  }
+  if (queues < dp->lcores_.size()) {
+    MOAT_LOG(WARNING, "%zu worker lcore(s) but --queues=%u: lcores beyond %u stay idle",
+             dp->lcores_.size(), queues, queues);
+    dp->lcores_.resize(queues);
+  }
+  for (const Port& p : dp->ports_) {
+    if (auto s = CheckQueues(p, queues); !s.ok()) return s;
+  }
+
+  // One mbuf pool per NUMA socket that has workers; each queue takes its
+  // mbufs from its worker's socket. Sized so RX never starves: every
+  // descriptor of both ports' rings for the queue, both TX buffers, a
+  // burst in flight, the engine's generated frames and the per-lcore cache.
+  const WorkerConfig& wc = config.worker;
+  const unsigned per_worker = 2u * (config.rx_desc + config.tx_desc) + 4u * wc.burst +
+                              Worker::kMaxBurst + proxy::kMaxEmitted + kMempoolCache;
+  std::map<int, unsigned> need;
+  for (unsigned lc : dp->lcores_) need[static_cast<int>(rte_lcore_to_socket_id(lc))] += per_worker;
+  std::map<int, rte_mempool*> pool_of;
+  for (auto [socket, n] : need) {
+    const std::string name = absl::StrFormat("moat_mbuf_s%d", socket);
+    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), std::max(n, 8191u), kMempoolCache,
+                                              0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    if (mp == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "cannot allocate %u mbufs on socket %d: %s (reserve more hugepages, or lower "
+          "--rx_desc/--tx_desc)",
+          n, socket, rte_strerror(rte_errno)));
+    }
+    dp->pools_.push_back(mp);
+    pool_of[socket] = mp;
+  }
+  std::vector<rte_mempool*> queue_pools;
+  for (unsigned lc : dp->lcores_) {
+    queue_pools.push_back(pool_of[static_cast<int>(rte_lcore_to_socket_id(lc))]);
+  }
+
+  for (Port& p : dp->ports_) {
+    if (auto s = StartPort(&p, queues, config.rx_desc, config.tx_desc, queue_pools); !s.ok()) {
+      return s;  // ~Dataplane stops whatever started
+    }
+  }
+
+  const uint16_t port_ids[2] = {config.client_port, config.server_port};
+  const uint64_t now = RealtimeNs();
+  for (uint16_t q = 0; q < queues; ++q) {
+    proxy::EngineConfig ec = engine;
+    // Attackers choose tuples: each worker's flow table gets its own
+    // secret hash seed.
+    ec.hash_seed = rte_rand();
+    auto e = proxy::Engine::Create(ec, now);
+    if (!e.ok()) return e.status();
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(dp->lcores_[q]));
+    auto w = Worker::Create(q, q, port_ids, queue_pools[q], socket, wc, *std::move(e));
+    if (!w.ok()) return w.status();
+    dp->workers_.push_back(*std::move(w));
+  }
+  return dp;
+}
+
+Dataplane::~Dataplane() {
+  Stop();
+  ClosePorts();
+  workers_.clear();
+  for (rte_mempool* mp : pools_) rte_mempool_free(mp);
+}
+
+absl::Status Dataplane::Start() {
+  stop_ = false;
+  launch_.clear();
+  for (auto& w : workers_) launch_.emplace_back(w.get(), &stop_);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    int rc = rte_eal_remote_launch(WorkerMain, &launch_[i], lcores_[i]);
+    if (rc != 0) {
+      Stop();
+      return absl::InternalError(
+          absl::StrFormat("cannot launch worker %zu on lcore %u: %s", i, lcores_[i],
+                          rte_strerror(-rc)));
+    }
+    running_ = true;
+    MOAT_LOG(INFO, "worker %zu: lcore %u (socket %u), queue %zu of both ports", i, lcores_[i],
+             rte_lcore_to_socket_id(lcores_[i]), i);
+  }
+  return absl::OkStatus();
+}
+
+void Dataplane::Stop() {
+  if (!running_) return;
+  __atomic_store_n(&stop_, true, __ATOMIC_RELEASE);
+  rte_eal_mp_wait_lcore();
+  running_ = false;
+}
+
+void Dataplane::ClosePorts() {
+  for (Port& p : ports_) StopPort(&p);
+}
+
+CounterSnapshot Dataplane::Snapshot() const {
+  CounterSnapshot s;
+  for (const auto& w : workers_) s.Add(*w);
+  return s;
+}
+
+CounterSnapshot Dataplane::WorkerSnapshot(size_t worker) const {
+  CounterSnapshot s;
+  if (worker < workers_.size()) s.Add(*workers_[worker]);
+  return s;
+}
+
+}  // namespace moat::dataplane

@@ -1,0 +1,158 @@
+#include "moat/dataplane/report.h"
+
+#include <rte_ethdev.h>
+#include <rte_telemetry.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdlib>
+#include <ctime>
+
+namespace moat::dataplane {
+
+namespace {
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+const char* SideName(int side) { return side == 0 ? "client" : "server"; }
+
+// Parse errors are reported as parse_<name> under drop_parse.
+void PrintCounters(std::FILE* out, const CounterSnapshot& s, bool all) {
+  std::fprintf(out, "  moat counters (all workers)\n");
+  for (size_t i = 0; i < proxy::kNumCounters; ++i) {
+    if (all || s.engine[i] != 0) {
+      std::fprintf(out, "    %-32s %" PRIu64 "\n", proxy::kCounterNames[i], s.engine[i]);
+    }
+  }
+  for (size_t i = 1; i < net::kNumParseErrors; ++i) {
+    if (s.parse[i] != 0) {
+      std::fprintf(out, "    parse_%-26s %" PRIu64 "\n",
+                   net::ParseErrorName(static_cast<net::ParseError>(i)), s.parse[i]);
+    }
+  }
+  for (size_t i = 0; i < kNumDataplaneCounters; ++i) {
+    if (all || s.dataplane[i] != 0) {
+      std::fprintf(out, "    %-32s %" PRIu64 "\n", kDataplaneCounterNames[i], s.dataplane[i]);
+    }
+  }
+}
+
+std::atomic<const Dataplane*> g_dp{nullptr};
+
+void FillDict(const CounterSnapshot& s, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  for (size_t i = 0; i < proxy::kNumCounters; ++i) {
+    rte_tel_data_add_dict_u64(d, proxy::kCounterNames[i], s.engine[i]);
+  }
+  char name[64];
+  for (size_t i = 1; i < net::kNumParseErrors; ++i) {
+    std::snprintf(name, sizeof(name), "parse_%s",
+                  net::ParseErrorName(static_cast<net::ParseError>(i)));
+    rte_tel_data_add_dict_u64(d, name, s.parse[i]);
+  }
+  for (size_t i = 0; i < kNumDataplaneCounters; ++i) {
+    rte_tel_data_add_dict_u64(d, kDataplaneCounterNames[i], s.dataplane[i]);
+  }
+}
+
+int TelStats(const char*, const char*, rte_tel_data* d) {
+  const Dataplane* dp = g_dp.load(std::memory_order_acquire);
+  if (dp == nullptr) return -1;
+  FillDict(dp->Snapshot(), d);
+  return 0;
+}
+
+int TelWorker(const char*, const char* params, rte_tel_data* d) {
+  const Dataplane* dp = g_dp.load(std::memory_order_acquire);
+  if (dp == nullptr || params == nullptr || *params == '\0') return -1;
+  char* end = nullptr;
+  const unsigned long w = std::strtoul(params, &end, 10);
+  if (*end != '\0' || w >= dp->workers().size()) return -1;
+  FillDict(dp->WorkerSnapshot(w), d);
+  rte_tel_data_add_dict_u64(d, "flows_in_table", dp->workers()[w]->flow_count());
+  rte_tel_data_add_dict_u64(d, "queue", dp->workers()[w]->queue());
+  return 0;
+}
+
+int TelInfo(const char*, const char*, rte_tel_data* d) {
+  const Dataplane* dp = g_dp.load(std::memory_order_acquire);
+  if (dp == nullptr) return -1;
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "workers", dp->workers().size());
+  rte_tel_data_add_dict_u64(d, "client_port", dp->port(proxy::Side::kClient).id);
+  rte_tel_data_add_dict_u64(d, "server_port", dp->port(proxy::Side::kServer).id);
+  return 0;
+}
+
+}  // namespace
+
+StatsReporter::StatsReporter(const Dataplane* dp)
+    : dp_(dp), start_ns_(MonotonicNs()), last_ns_(start_ns_) {
+  for (int s = 0; s < 2; ++s) {
+    rte_eth_stats st;
+    if (rte_eth_stats_get(dp_->port(static_cast<proxy::Side>(s)).id, &st) == 0) {
+      prev_[s].ipackets = st.ipackets;
+      prev_[s].opackets = st.opackets;
+    }
+  }
+}
+
+void StatsReporter::Print(std::FILE* out, bool final) {
+  const uint64_t now = MonotonicNs();
+  const double dt = static_cast<double>(now - last_ns_) / 1e9;
+  last_ns_ = now;
+  std::fprintf(out, "\n  ######################## moat %s (%.1f s) ########################\n",
+               final ? "final stats" : "stats", static_cast<double>(now - start_ns_) / 1e9);
+  for (int s = 0; s < 2; ++s) {
+    const Port& p = dp_->port(static_cast<proxy::Side>(s));
+    rte_eth_stats st{};
+    rte_eth_stats_get(p.id, &st);
+    const double rx_pps = dt > 0 ? static_cast<double>(st.ipackets - prev_[s].ipackets) / dt : 0;
+    const double tx_pps = dt > 0 ? static_cast<double>(st.opackets - prev_[s].opackets) / dt : 0;
+    prev_[s].ipackets = st.ipackets;
+    prev_[s].opackets = st.opackets;
+    std::fprintf(out, "  port %u (%s, %s)\n", p.id, SideName(s), p.name.c_str());
+    std::fprintf(out,
+                 "    RX-packets: %-12" PRIu64 " RX-missed: %-10" PRIu64 " RX-nombuf: %-10" PRIu64
+                 " RX-errors: %-8" PRIu64 " RX-pps: %.0f\n",
+                 st.ipackets, st.imissed, st.rx_nombuf, st.ierrors, rx_pps);
+    std::fprintf(out,
+                 "    TX-packets: %-12" PRIu64 " TX-errors: %-10" PRIu64
+                 "                                          TX-pps: %.0f\n",
+                 st.opackets, st.oerrors, tx_pps);
+  }
+  const CounterSnapshot snap = dp_->Snapshot();
+  PrintCounters(out, snap, final);
+  if (final) {
+    for (const auto& w : dp_->workers()) {
+      std::fprintf(out, "  worker %u (queue %u): %u flows in table\n", w->index(), w->queue(),
+                   w->flow_count());
+    }
+  }
+  std::fprintf(out, "  ##########################################################################\n");
+  std::fflush(out);
+}
+
+absl::Status RegisterTelemetry(const Dataplane* dp) {
+  g_dp.store(dp, std::memory_order_release);
+  static bool registered = false;
+  if (registered) return absl::OkStatus();
+  if (rte_telemetry_register_cmd("/moat/stats", TelStats,
+                                 "moat counters summed over workers. Takes no parameters") != 0 ||
+      rte_telemetry_register_cmd("/moat/worker", TelWorker,
+                                 "moat counters of one worker. Parameters: int worker_id") != 0 ||
+      rte_telemetry_register_cmd("/moat/info", TelInfo,
+                                 "moat workers and ports. Takes no parameters") != 0) {
+    return absl::InternalError("cannot register the /moat/* telemetry commands");
+  }
+  registered = true;
+  return absl::OkStatus();
+}
+
+void UnregisterTelemetry() { g_dp.store(nullptr, std::memory_order_release); }
+
+}  // namespace moat::dataplane
