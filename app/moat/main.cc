@@ -78,7 +78,7 @@ void OnSignal(int) { g_quit = 1; }
 void PrintMoatUsage(const char* prog) {
   std::printf(
       "\nUsage: %s [EAL options] -- [moat flags]\n"
-      "e.g.   %s -l 0,1 --vdev=net_af_packet0,iface=veth0 --vdev=net_af_packet1,iface=veth1 "
+      "e.g.   %s -l 0,1 --no-pci --vdev=net_af_packet0,iface=veth0 --vdev=net_af_packet1,iface=veth1 "
       "-- --protect=198.18.0.2:80 --stats_period=1\n\nmoat flags (also from --flagfile=FILE):\n",
       prog, prog);
   std::vector<gflags::CommandLineFlagInfo> flags;
