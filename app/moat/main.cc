@@ -48,6 +48,8 @@ DEFINE_string(cookie_secret_file, "",
 DEFINE_uint32(queues, 0, "RX/TX queue pairs per port, one worker each; 0 = one per worker lcore");
 DEFINE_uint32(rx_desc, 1024, "RX descriptors per queue");
 DEFINE_uint32(tx_desc, 1024, "TX descriptors per queue");
+DEFINE_uint32(pool_mbufs, 0,
+              "mbufs per NUMA socket; 0 = sized from the rings (raise for net_pcap infinite_rx)");
 DEFINE_uint32(burst, 32, "RX burst size (1-64)");
 DEFINE_uint32(tx_drain_us, 100, "flush TX buffers at least this often (microseconds)");
 DEFINE_uint32(idle_sleep_us, 0,
@@ -120,6 +122,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
       {"queues", FLAGS_queues, 0, 128},
       {"rx_desc", FLAGS_rx_desc, 32, 16384},
       {"tx_desc", FLAGS_tx_desc, 32, 16384},
+      {"pool_mbufs", FLAGS_pool_mbufs, 0, 16u << 20},
       {"burst", FLAGS_burst, 1, moat::dataplane::Worker::kMaxBurst},
       {"tx_drain_us", FLAGS_tx_drain_us, 1, 100000},
       {"idle_sleep_us", FLAGS_idle_sleep_us, 0, 100000},
@@ -155,6 +158,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   dc->queues = static_cast<uint16_t>(FLAGS_queues);
   dc->rx_desc = static_cast<uint16_t>(FLAGS_rx_desc);
   dc->tx_desc = static_cast<uint16_t>(FLAGS_tx_desc);
+  dc->pool_mbufs = FLAGS_pool_mbufs;
   dc->worker.burst = static_cast<uint16_t>(FLAGS_burst);
   dc->worker.tx_drain_us = FLAGS_tx_drain_us;
   dc->worker.idle_sleep_us = FLAGS_idle_sleep_us;

@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   for (unsigned lc : dp->lcores_) need[static_cast<int>(rte_lcore_to_socket_id(lc))] += per_worker;
   std::map<int, rte_mempool*> pool_of;
   for (auto [socket, n] : need) {
+    if (config.pool_mbufs != 0) n = config.pool_mbufs;
     const std::string name = absl::StrFormat("moat_mbuf_s%d", socket);
     rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), std::max(n, 8191u), kMempoolCache,
                                               0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);

@@ -30,6 +30,10 @@ struct DataplaneConfig {
   uint16_t queues = 0;
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;
+  // mbufs per socket; 0 = sized from the rings (see Dataplane::Create).
+  // Raise it for PMDs that hold mbufs of their own (net_pcap infinite_rx
+  // keeps the whole capture in mbufs from the queue's pool).
+  uint32_t pool_mbufs = 0;
   WorkerConfig worker;
 };
 

@@ -1,0 +1,259 @@
+// Makes the pcaps the throughput benchmark replays through net_pcap
+// (infinite_rx=1), testpmd-style:
+//
+//   syn_flood.pcap       SYNs from random sources (Linux-like options)
+//   est_client.pcap      per flow: the cookie ACK, then client data and
+//                        SACK-carrying ACKs with timestamps
+//   est_server.pcap      per flow: the backend SYN-ACK, then server data
+//   idle.pcap            one ARP request (a port that receives ~nothing)
+//
+// The cookie ACKs are made with a real Engine as oracle, using the same
+// secret file and wall clock moat will use, so they validate in moat for
+// the next 60 s (RFC 4987 cookies are time-slotted). Once both halves are
+// established, every later loop of the capture is established traffic: the
+// repeated ACK and SYN-ACK are one packet per flow per loop.
+//
+// Usage: moat_mkpcap OUT_DIR SECRET_FILE [flows] [packets]
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "moat/cookie/key_schedule.h"
+#include "moat/net/builder.h"
+#include "moat/net/packet.h"
+#include "moat/net/tcp_options.h"
+#include "moat/proxy/config.h"
+#include "moat/proxy/engine.h"
+
+namespace {
+
+using moat::net::MacAddr;
+using moat::net::TcpFrameSpec;
+
+constexpr MacAddr kClientMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}};
+constexpr MacAddr kServerMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x02}};
+constexpr uint8_t kServer[4] = {198, 18, 0, 2};
+constexpr uint16_t kPayload = 64;
+
+class PcapWriter {
+ public:
+  explicit PcapWriter(const std::string& path) : f_(std::fopen(path.c_str(), "wb")) {
+    if (f_ == nullptr) {
+      std::perror(path.c_str());
+      std::exit(1);
+    }
+    // Classic libpcap header: magic, v2.4, tz 0, sigfigs 0, snaplen, Ethernet.
+    const uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+    std::fwrite(hdr, sizeof(hdr), 1, f_);
+  }
+  ~PcapWriter() { std::fclose(f_); }
+  void Write(const uint8_t* data, size_t len) {
+    const uint32_t rec[4] = {static_cast<uint32_t>(n_ / 1000000),
+                             static_cast<uint32_t>(n_ % 1000000), static_cast<uint32_t>(len),
+                             static_cast<uint32_t>(len)};
+    ++n_;
+    std::fwrite(rec, sizeof(rec), 1, f_);
+    std::fwrite(data, len, 1, f_);
+  }
+  size_t count() const { return n_; }
+
+ private:
+  std::FILE* f_;
+  size_t n_ = 0;
+};
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+struct Flow {
+  uint8_t client[4];
+  uint16_t port;
+  uint32_t cisn;    // client ISN
+  uint32_t cookie;  // moat's ISN towards the client
+  uint32_t sisn;    // backend ISN
+  uint32_t moat_tsval;
+};
+
+size_t Build(uint8_t* buf, bool from_client, const Flow& f, uint32_t seq, uint32_t ack,
+             uint8_t flags, const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) {
+  static const uint8_t payload[1500] = {};
+  TcpFrameSpec s;
+  s.src_mac = from_client ? kClientMac : kServerMac;
+  s.dst_mac = from_client ? kServerMac : kClientMac;
+  s.src_addr = from_client ? f.client : kServer;
+  s.dst_addr = from_client ? kServer : f.client;
+  s.src_port = from_client ? f.port : 80;
+  s.dst_port = from_client ? 80 : f.port;
+  s.seq = seq;
+  s.ack = ack;
+  s.flags = flags;
+  s.window = 502;
+  s.options = opts;
+  s.options_len = opts_len;
+  s.payload = payload_len ? payload : nullptr;
+  s.payload_len = payload_len;
+  return moat::net::BuildTcpFrame(buf, moat::proxy::kMaxFrame, s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s OUT_DIR SECRET_FILE [flows=1024] [packets=65536]\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const uint32_t nflows = argc > 3 ? static_cast<uint32_t>(std::atoi(argv[3])) : 1024;
+  const uint32_t npackets = argc > 4 ? static_cast<uint32_t>(std::atoi(argv[4])) : 65536;
+  auto secret = moat::cookie::LoadSecretFile(argv[2]);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "moat_mkpcap: %s\n", std::string(secret.status().message()).c_str());
+    return 1;
+  }
+  moat::proxy::EngineConfig cfg;
+  cfg.services = *moat::proxy::ParseProtect("198.18.0.2:80");
+  cfg.secret = *secret;
+  cfg.flow_capacity = nflows * 2;
+  const uint64_t now = RealtimeNs();
+  auto engine = moat::proxy::Engine::Create(cfg, now);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "moat_mkpcap: %s\n", std::string(engine.status().message()).c_str());
+    return 1;
+  }
+  std::mt19937 rng(20261125);
+  uint8_t buf[moat::proxy::kMaxFrame];
+  moat::proxy::Output out;
+
+  // Linux's SYN options: MSS, SACK-permitted, timestamps, window scale.
+  auto syn_opts = [](uint32_t tsval, uint8_t* o) {
+    moat::net::TcpOptionWriter w(o, 40);
+    w.Mss(1460);
+    w.SackPermitted();
+    w.Timestamps(tsval, 0);
+    w.Nop();
+    w.WindowScale(7);
+    return static_cast<uint8_t>(w.Finish());
+  };
+
+  {  // SYN flood from random sources in 198.18.0.0/15.
+    PcapWriter pw(dir + "/syn_flood.pcap");
+    for (uint32_t i = 0; i < npackets; ++i) {
+      Flow f{};
+      const uint32_t r = rng();
+      f.client[0] = 198;
+      f.client[1] = static_cast<uint8_t>(18 + (r & 1));
+      f.client[2] = static_cast<uint8_t>(r >> 8);
+      f.client[3] = static_cast<uint8_t>(r >> 16);
+      f.port = static_cast<uint16_t>(1024 + rng() % 64000);
+      uint8_t o[40];
+      const uint8_t ol = syn_opts(rng(), o);
+      pw.Write(buf, Build(buf, true, f, rng(), 0, moat::net::kTcpSyn, o, ol, 0));
+    }
+  }
+
+  // Established flows: handshakes through the oracle engine.
+  std::vector<Flow> flows(nflows);
+  for (uint32_t i = 0; i < nflows; ++i) {
+    Flow& f = flows[i];
+    f.client[0] = 198;
+    f.client[1] = 19;
+    f.client[2] = static_cast<uint8_t>(i >> 8);
+    f.client[3] = static_cast<uint8_t>(i);
+    f.port = static_cast<uint16_t>(10000 + i % 50000);
+    // Near the 2^32 wrap, as real ISNs sometimes are.
+    f.cisn = 0xffffff00u - i * 7919u;
+    f.sisn = 0x7fffff00u + i * 104729u;
+    uint8_t o[40];
+    const uint8_t ol = syn_opts(1000 + i, o);
+    uint16_t len = static_cast<uint16_t>(Build(buf, true, f, f.cisn, 0, moat::net::kTcpSyn, o,
+                                               ol, 0));
+    out.Clear();
+    if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
+        moat::proxy::Verdict::kReflect) {
+      std::fprintf(stderr, "moat_mkpcap: the oracle engine did not answer SYN %u\n", i);
+      return 1;
+    }
+    moat::net::PacketView v;
+    moat::net::ParseFrame(buf, len, &v);
+    moat::net::TcpOptions to;
+    moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
+    f.cookie = v.seq().value();
+    f.moat_tsval = to.tsval;
+  }
+
+  PcapWriter cw(dir + "/est_client.pcap");
+  PcapWriter sw(dir + "/est_server.pcap");
+  for (const Flow& f : flows) {
+    uint8_t o[40];
+    moat::net::TcpOptionWriter w(o, 40);
+    w.Nop();
+    w.Nop();
+    w.Timestamps(2000, f.moat_tsval);
+    const uint8_t ol = static_cast<uint8_t>(w.Finish());
+    cw.Write(buf, Build(buf, true, f, f.cisn + 1, f.cookie + 1, moat::net::kTcpAck, o, ol, 0));
+    moat::net::TcpOptionWriter w2(o, 40);
+    w2.Mss(1460);
+    w2.SackPermitted();
+    w2.Timestamps(5000, 1000);
+    w2.Nop();
+    w2.WindowScale(7);
+    const uint8_t ol2 = static_cast<uint8_t>(w2.Finish());
+    sw.Write(buf, Build(buf, false, f, f.sisn, f.cisn + 1, moat::net::kTcpSyn | moat::net::kTcpAck,
+                        o, ol2, 0));
+  }
+  // Steady state: client data and SACK ACKs, server data, round-robin.
+  for (uint32_t i = 0; i < npackets; ++i) {
+    const Flow& f = flows[i % nflows];
+    const uint32_t k = i / nflows;
+    const uint32_t c_seq = f.cisn + 1 + k * kPayload;
+    const uint32_t s_seq = f.sisn + 1 + k * kPayload;
+    uint8_t o[40];
+    if (i % 2 == 0) {
+      moat::net::TcpOptionWriter w(o, 40);
+      w.Nop();
+      w.Nop();
+      w.Timestamps(2001 + k, f.moat_tsval + k);
+      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload,
+                          moat::net::kTcpAck | moat::net::kTcpPsh, o,
+                          static_cast<uint8_t>(w.Finish()), kPayload));
+    } else {
+      // A SACK block for server data "received out of order" (RFC 2018).
+      moat::net::TcpOptionWriter w(o, 40);
+      w.Nop();
+      w.Nop();
+      w.Timestamps(2001 + k, f.moat_tsval + k);
+      const uint32_t edges[2] = {f.cookie + 1 + (k + 2) * kPayload,
+                                 f.cookie + 1 + (k + 3) * kPayload};
+      w.Nop();
+      w.Nop();
+      w.SackBlocks(edges, 1);
+      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload, moat::net::kTcpAck,
+                          o, static_cast<uint8_t>(w.Finish()), 0));
+    }
+    moat::net::TcpOptionWriter ws(o, 40);
+    ws.Nop();
+    ws.Nop();
+    ws.Timestamps(5001 + k, 2001 + k);
+    sw.Write(buf, Build(buf, false, f, s_seq, c_seq, moat::net::kTcpAck | moat::net::kTcpPsh, o,
+                        static_cast<uint8_t>(ws.Finish()), kPayload));
+  }
+
+  {  // A port that receives (almost) nothing: one broadcast ARP request.
+    PcapWriter pw(dir + "/idle.pcap");
+    uint8_t arp[60] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x06,
+                       0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, 0x02, 0, 0, 0, 0, 0x09,
+                       198, 18, 0, 9, 0, 0, 0, 0, 0, 0, 198, 18, 0, 10};
+    pw.Write(arp, sizeof(arp));
+  }
+  std::printf("moat_mkpcap: %u SYNs, %u flows, %zu client / %zu server frames in %s\n", npackets,
+              nflows, cw.count(), sw.count(), dir.c_str());
+  return 0;
+}
