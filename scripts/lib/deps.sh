@@ -9,7 +9,7 @@ MOAT_PACKAGES=(
   libbenchmark-dev libbenchmark-tools
   clang libclang-rt-14-dev
   python3-scapy
-  iproute2 ethtool nftables tcpdump procps psmisc
+  iproute2 ethtool nftables tcpdump procps psmisc iputils-ping
   nginx-light curl iperf3 hping3
 )
 
