@@ -181,8 +181,18 @@ int main(int argc, char** argv) {
   for (int i = sep + 1; i < argc; ++i) moat_args.push_back(argv[i]);
   std::vector<char*> eal_args(argv, argv + sep);
 
-  gflags::SetUsageMessage("[EAL options] -- [moat flags]   (a DPDK TCP SYN proxy)");
+  // `moat -h` / `moat --help`: EAL prints its options, then ours through
+  // the usage hook, and exits.
   rte_set_application_usage_hook(PrintMoatUsage);
+  for (char* a : eal_args) {
+    if (std::strcmp(a, "-h") == 0 || std::strcmp(a, "--help") == 0) {
+      int n = static_cast<int>(eal_args.size());
+      rte_eal_init(n, eal_args.data());
+      return 0;
+    }
+  }
+
+  gflags::SetUsageMessage("[EAL options] -- [moat flags]   (a DPDK TCP SYN proxy)");
   int moat_argc = static_cast<int>(moat_args.size());
   char** moat_argv = moat_args.data();
   gflags::ParseCommandLineNonHelpFlags(&moat_argc, &moat_argv, /*remove_flags=*/true);
