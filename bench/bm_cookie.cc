@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 
+#include "bench/bench_util.h"
 #include "benchmark/benchmark.h"
 #include "moat/cookie/cookie.h"
 #include "moat/cookie/siphash.h"
@@ -61,6 +62,7 @@ void BM_SipHash(benchmark::State& state) {
   static Inputs in;
   Fill(&in, false);
   const SipKey key{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  moat::bench::PacketMeter meter;
   for (auto _ : state) {
     for (int i = 0; i < burst; ++i) {
       benchmark::DoNotOptimize(in.msg[i]);
@@ -68,7 +70,7 @@ void BM_SipHash(benchmark::State& state) {
       benchmark::DoNotOptimize(h);
     }
   }
-  state.SetItemsProcessed(state.iterations() * burst);
+  meter.Report(state, state.iterations() * burst);
 }
 
 void BM_Cookie_SipHash13_V4(benchmark::State& s) { BM_SipHash<1, 3, kMsgLenV4>(s); }
@@ -86,6 +88,7 @@ void BM_Make(benchmark::State& state, bool ipv6) {
   Fill(&in, ipv6);
   KeySchedule keys(BenchSecret());
   const CookieCodec codec(&keys);
+  moat::bench::PacketMeter meter;
   for (auto _ : state) {
     for (int i = 0; i < burst; ++i) {
       benchmark::DoNotOptimize(in.client_isn[i]);
@@ -93,7 +96,7 @@ void BM_Make(benchmark::State& state, bool ipv6) {
       benchmark::DoNotOptimize(isn);
     }
   }
-  state.SetItemsProcessed(state.iterations() * burst);
+  meter.Report(state, state.iterations() * burst);
 }
 
 // valid = genuine cookies (the ACK of a real client); invalid = a flood of
@@ -110,6 +113,7 @@ void BM_Check(benchmark::State& state, bool ipv6, bool valid) {
         valid ? codec.MakeIsn(in.tuple[i], in.client_isn[i], in.opts[i], kNow) : rng();
   }
   int64_t accepted = 0;
+  moat::bench::PacketMeter meter;
   for (auto _ : state) {
     for (int i = 0; i < burst; ++i) {
       benchmark::DoNotOptimize(in.cookie_isn[i]);
@@ -119,7 +123,7 @@ void BM_Check(benchmark::State& state, bool ipv6, bool valid) {
     }
   }
   if (valid && accepted != state.iterations() * burst) state.SkipWithError("cookie rejected");
-  state.SetItemsProcessed(state.iterations() * burst);
+  meter.Report(state, state.iterations() * burst);
 }
 
 void BM_Cookie_Make_V4(benchmark::State& s) { BM_Make(s, false); }
@@ -137,12 +141,13 @@ BENCHMARK(BM_Cookie_CheckInvalid_V4)->Arg(kMaxBurst);
 void BM_Cookie_EncodeTsval(benchmark::State& state) {
   SynOptions o{1460, 7, true, true, true};
   uint32_t clock = 12345;
+  moat::bench::PacketMeter meter;
   for (auto _ : state) {
     benchmark::DoNotOptimize(clock);
     uint32_t ts = CookieCodec::EncodeTsval(clock++, o);
     benchmark::DoNotOptimize(ts);
   }
-  state.SetItemsProcessed(state.iterations());
+  meter.Report(state, state.iterations());
 }
 BENCHMARK(BM_Cookie_EncodeTsval);
 

@@ -8,7 +8,7 @@ MOAT_PACKAGES=(
   libabsl-dev libgflags-dev libgtest-dev libgmock-dev
   libbenchmark-dev libbenchmark-tools
   clang libclang-rt-14-dev
-  python3-scapy
+  python3-scapy python3-numpy python3-scipy gnuplot-nox
   iproute2 ethtool nftables tcpdump procps psmisc iputils-ping
   nginx-light curl iperf3 hping3
 )
