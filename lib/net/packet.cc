@@ -140,8 +140,7 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
   if (doff < kTcpHeaderLen) return ParseError::kTcpDataOffsetTooSmall;
   if (l4 + doff > v->l3_end) return ParseError::kTcpDataOffsetBeyondPacket;
   if (doff > kTcpHeaderLen) {
-    TcpOptions opts;
-    const ParseError e = ParseTcpOptions(tcp, doff, &opts);
+    const ParseError e = ParseTcpOptions(tcp, doff, &v->opts);
     if (e != ParseError::kOk) return e;
   }
   v->is_tcp = true;

@@ -108,14 +108,36 @@ void FillFromFlow(const Flow* f, const flow::FlowKey& key, Side to, net::TcpFram
   s->dst_port = to_server ? key.server_port : key.client_port;
 }
 
-void ParseOptions(const PacketView& v, net::TcpOptions* opts) {
-  if (v.tcp_header_len > net::kTcpHeaderLen) {
-    // Already validated by ParseFrame, so this cannot fail.
-    net::ParseTcpOptions(v.tcp(), v.tcp_header_len, opts);
-  } else {
-    *opts = net::TcpOptions{};
+// Whether an IP packet that did not parse as TCP may still carry a TCP
+// segment behind its next header: TCP itself (a fragment), AH (RFC 4302,
+// either family), or any IPv6 extension header (RFC 8200 §4; IANA's list:
+// hop-by-hop 0, routing 43, fragment 44, destination options 60, mobility
+// 135, HIP 139, shim6 140, experimental 253/254). UDP, ICMP, ESP and the
+// rest are passed: they cannot open a TCP connection to a backend.
+bool MayHideTcp(const PacketView& v) {
+  if (v.l3 == net::L3::kOther) return false;
+  switch (v.l4_proto) {
+    case net::kIpProtoTcp:
+    case 51:  // AH
+      return true;
+    case 0:
+    case 43:
+    case 44:
+    case 60:
+    case 135:
+    case 139:
+    case 140:
+    case 253:
+    case 254:
+      return v.ipv6();
+    default:
+      return false;
   }
 }
+
+// ParseFrame parsed (and validated) them already; every site reads them
+// before it rewrites any option in place.
+void ParseOptions(const PacketView& v, net::TcpOptions* opts) { *opts = v.opts; }
 
 }  // namespace
 
@@ -226,14 +248,18 @@ Verdict Engine::Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uin
   }
   PacketView& v = p->v;
   if (!v.is_tcp) {
-    // A fragment of TCP aimed at (or sent by) a protected address: moat does
-    // not reassemble, and passing it on would let a client reach the backend
-    // without a handshake. Non-first fragments carry no ports, so the
-    // address alone decides.
-    if (v.is_fragment && v.l4_proto == net::kIpProtoTcp) {
+    // IP that moat could not follow to a TCP header but that may hold one,
+    // aimed at (or sent by) a protected address: a fragment (moat does not
+    // reassemble), or a header moat does not skip (AH, an unknown IPv6
+    // extension). Passing it on would let a client reach the backend
+    // without a handshake, so it is dropped. Fragments are judged by the
+    // next header they name, which after an IPv6 Fragment header may be
+    // another extension header (Destination Options, then TCP); non-first
+    // fragments carry no ports, so the address alone decides.
+    if (MayHideTcp(v)) {
       const uint8_t* addr = in == Side::kClient ? v.dst_addr() : v.src_addr();
       if (config_.services.MatchesAddress(v.addr_len(), addr)) {
-        stats_.Inc(Counter::k_drop_fragment);
+        stats_.Inc(v.is_fragment ? Counter::k_drop_fragment : Counter::k_drop_ext_header);
         return Verdict::kDrop;
       }
     }
@@ -450,7 +476,9 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   // With timestamps, the echo of moat's TSval carries the exact options
   // and overrides the ISN's coarse bits (RFC 7323 §5.4: TSecr echoes TSval).
   const bool ts = opts.has_timestamps && config_.timestamps;
-  if (ts) cookie::CookieCodec::DecodeTsecr(opts.tsecr, &syn);
+  // Only an echo that agrees with the MAC-protected ISN bits is applied, so
+  // a mangled TSecr cannot override them (cookie.h).
+  if (ts) cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
 
   Flow* f = table_->Insert(p->key, p->hash);
   if (f == nullptr) {

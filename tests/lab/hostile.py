@@ -39,6 +39,13 @@ frames = {
         IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / TCP(dport=80),
     "drop_fragment": E / IP(src=C4, dst=S4, flags="MF") / TCP(dport=80, flags="S"),
     "drop_fragment6": E / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(m=1) / TCP(dport=80, flags="S"),
+    # An atomic fragment whose Fragment header names Destination Options,
+    # which name TCP: the SYN must not slip through to the backend.
+    "drop_fragment6_destopts": E / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment() /
+        IPv6ExtHdrDestOpt() / TCP(dport=80, flags="S"),
+    # AH (RFC 4302) in front of a SYN: moat does not parse AH, so it drops it.
+    "drop_ext_header": E / IP(src=C4, dst=S4, proto=51) /
+        Raw(bytes([6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]) + bytes(TCP(dport=80, flags="S"))),
     "drop_bad_checksum": E / IP(src=C4, dst=S4) / TCP(dport=80, flags="S", chksum=0x1234),
     "drop_bad_flags": E / IP(src=C4, dst=S4) / TCP(dport=80, flags="SF"),
 }

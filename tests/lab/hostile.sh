@@ -34,7 +34,8 @@ done
 # DEFRAG flag, so the lab's kernel holds lone IPv4 fragments for reassembly
 # and never hands them to moat (a NIC would; the engine's unit tests cover
 # IPv4 fragments).
-check drop_fragment $N
+check drop_fragment $((2 * N))  # plain, and hidden behind Destination Options
+check drop_ext_header $N
 check drop_bad_checksum $N
 check drop_bad_flags $N
 check cookie_invalid $((100 * N))

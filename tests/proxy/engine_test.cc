@@ -819,6 +819,76 @@ TEST_P(EngineTest, FragmentsOfProtectedTrafficAreDropped) {
   EXPECT_EQ(h_.Count(Counter::k_drop_fragment), 1u);
 }
 
+// Inserts `n` bytes of header at the start of the TCP header, naming
+// `next` (the old next header) inside it, and points the IP header at
+// `type`: an extension header moat must see through or drop.
+void InsertHeaderBeforeTcp(Frame* f, uint8_t type, const uint8_t* hdr, uint16_t n) {
+  net::PacketView v;
+  ASSERT_EQ(net::ParseFrame(f->buf, f->len, &v), net::ParseError::kOk);
+  const uint16_t l4 = v.l4_offset;
+  std::memmove(f->buf + l4 + n, f->buf + l4, f->len - l4);
+  std::memcpy(f->buf + l4, hdr, n);
+  f->len = static_cast<uint16_t>(f->len + n);
+  uint8_t* ip = f->buf + v.l3_offset;
+  if (v.ipv6()) {
+    ip[6] = type;
+    net::StoreBe16(ip + 4, static_cast<uint16_t>(net::LoadBe16(ip + 4) + n));
+  } else {
+    ip[9] = type;
+    net::StoreBe16(ip + 2, static_cast<uint16_t>(net::LoadBe16(ip + 2) + n));
+    net::StoreBe16(ip + 10, 0);
+    net::StoreBe16(ip + 10, net::Ipv4HeaderChecksum(ip, 20));
+  }
+}
+
+// An atomic IPv6 fragment whose Fragment header names Destination Options,
+// which name TCP: the SYN inside must not reach the backend unanswered by
+// a cookie (Linux processes such a fragment at once).
+TEST_P(EngineTest, FragmentsHidingTcpBehindExtensionHeadersAreDropped) {
+  if (!v6()) GTEST_SKIP() << "IPv6 extension headers";
+  Frame f = ClientSyn(MakeConn()).Build();
+  const uint8_t chain[16] = {
+      60, 0, 0, 0, 0, 0, 0, 7,                  // Fragment: offset 0, M=0, id 7
+      net::kIpProtoTcp, 0, 1, 4, 0, 0, 0, 0,  // Destination Options: PadN
+  };
+  InsertHeaderBeforeTcp(&f, 44, chain, sizeof(chain));
+  EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_fragment), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_bridged), 0u);
+}
+
+// AH (either family) in front of TCP: moat does not parse it, so it cannot
+// tell a SYN inside from anything else, and drops it for protected
+// addresses rather than pass a handshake it did not see.
+TEST_P(EngineTest, AuthenticationHeaderBeforeTcpIsDropped) {
+  Frame f = ClientSyn(MakeConn()).Build();
+  const uint8_t ah[12] = {net::kIpProtoTcp, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+  InsertHeaderBeforeTcp(&f, 51, ah, 12);
+  EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_ext_header), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_bridged), 0u);
+}
+
+// Fragments that cannot carry TCP (UDP here) pass, even to a protected
+// address: the rule is about TCP, not about the address.
+TEST_P(EngineTest, UdpFragmentsToProtectedAddressesPass) {
+  Frame f = ClientSyn(MakeConn()).Build();
+  net::PacketView v;
+  ASSERT_EQ(net::ParseFrame(f.buf, f.len, &v), net::ParseError::kOk);
+  if (v6()) {
+    const uint8_t frag[8] = {net::kIpProtoUdp, 0, 0, 8, 0, 0, 0, 9};  // offset 1
+    InsertHeaderBeforeTcp(&f, 44, frag, 8);
+  } else {
+    uint8_t* ip = f.buf + v.l3_offset;
+    ip[9] = net::kIpProtoUdp;
+    net::StoreBe16(ip + 6, 0x2000);  // MF
+    net::StoreBe16(ip + 10, 0);
+    net::StoreBe16(ip + 10, net::Ipv4HeaderChecksum(ip, 20));
+  }
+  EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kForward);
+  EXPECT_EQ(h_.Count(Counter::k_bridged), 1u);
+}
+
 TEST_P(EngineTest, BadChecksumsAreDropped) {
   Frame f = ClientSyn(MakeConn()).Payload(10).Build();
   f.buf[f.len - 1] ^= 0x40;

@@ -29,7 +29,8 @@
 // cookie's 60..120 s life. That is inherent to a 32-bit cookie, and it
 // buys the attacker one connection per 2^23 packets, never a key: the MAC
 // is a PRF, so failed guesses teach nothing about other tuples. Linux's
-// syncookies reach roughly 2^-28 by spending fewer ISN bits on metadata
+// syncookies reach 2^-29 (2 of 256 counter values x 4 MSS indexes / 2^24)
+// by spending fewer ISN bits on metadata
 // (2 bits of MSS, a range-checked time counter) and carrying window scale
 // and SACK only in timestamps; moat keeps wscale and SACK in the ISN so
 // clients without timestamps keep them, at the price of those 4 bits.

@@ -79,6 +79,25 @@ inline constexpr uint16_t kIpv6HeaderLen = 40;
 inline constexpr uint16_t kTcpHeaderLen = 20;
 inline constexpr uint16_t kTcpMaxHeaderLen = 60;
 
+// What a TCP segment's options say (RFC 9293 §3.2; parsed by
+// ParseTcpOptions in tcp_options.h). All zero/false when there are none.
+struct TcpOptions {
+  bool has_mss = false;
+  uint16_t mss = 0;
+  bool has_wscale = false;
+  uint8_t wscale = 0;  // clamped to 14 (RFC 7323 §2.3)
+  bool sack_permitted = false;
+  bool has_timestamps = false;
+  uint32_t tsval = 0;
+  uint32_t tsecr = 0;
+  uint8_t ts_offset = 0;  // of TSval, from the TCP header start
+  uint8_t sack_blocks = 0;
+  uint8_t sack_offset = 0;  // of the first left edge, from the TCP header start
+  bool has_fastopen = false;
+  uint8_t fastopen_cookie_len = 0;
+  uint8_t unknown_count = 0;
+};
+
 enum class L3 : uint8_t { kOther, kIpv4, kIpv6 };
 
 struct PacketView {
@@ -98,6 +117,11 @@ struct PacketView {
   uint16_t tcp_header_len = 0;
   uint16_t payload_offset = 0;
   uint16_t payload_len = 0;
+  // Parsed once here (ParseFrame must walk them anyway to reject malformed
+  // lists), so nobody parses them twice. Describes the options as they
+  // were received: offsets stay right after in-place rewrites, values do
+  // not.
+  TcpOptions opts;
 
   uint8_t* ip() const { return frame + l3_offset; }
   uint8_t* tcp() const { return frame + l4_offset; }

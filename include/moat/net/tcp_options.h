@@ -23,22 +23,9 @@ inline constexpr uint16_t kFastOpenExid = 0xF989;
 inline constexpr uint8_t kMaxWscale = 14;  // RFC 7323 §2.3
 inline constexpr int kMaxSackBlocks = 4;
 
-struct TcpOptions {
-  bool has_mss = false;
-  uint16_t mss = 0;
-  bool has_wscale = false;
-  uint8_t wscale = 0;  // clamped to 14 (RFC 7323 §2.3)
-  bool sack_permitted = false;
-  bool has_timestamps = false;
-  uint32_t tsval = 0;
-  uint32_t tsecr = 0;
-  uint8_t ts_offset = 0;  // of TSval, from the TCP header start
-  uint8_t sack_blocks = 0;
-  uint8_t sack_offset = 0;  // of the first left edge, from the TCP header start
-  bool has_fastopen = false;
-  uint8_t fastopen_cookie_len = 0;
-  uint8_t unknown_count = 0;
-};
+// struct TcpOptions (what a segment's options say) is in packet.h: every
+// parsed TCP view carries one.
+
 
 // Parses the options of a TCP header whose length was already checked
 // against the packet (ParseFrame does). Duplicated options: the last wins.

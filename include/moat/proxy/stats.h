@@ -51,6 +51,8 @@ namespace moat::proxy {
   /* Drops: one reason each */                                                 \
   X(drop_parse, "malformed frames (see parse_* for the reason)")               \
   X(drop_fragment, "fragments of protected traffic")                           \
+  X(drop_ext_header, "protected-address IP with AH or an unknown IPv6 "        \
+                     "extension header (could hide TCP)")                     \
   X(drop_bad_checksum, "protected TCP with a bad checksum")                    \
   X(drop_flow_table_full, "valid cookies refused: flow table full (RST sent)") \
   X(drop_no_flow_client, "client non-SYN/non-ACK with no flow")                \
