@@ -42,7 +42,7 @@ DEFINE_bool(ecn, true, "honour ECN setup from clients when it can be carried in 
 DEFINE_uint32(stats_period, 0, "seconds between testpmd-style stats tables on stdout; 0 = off");
 DEFINE_string(cookie_secret_file, "",
               "file with a >= 32-byte master secret shared by a fleet of moat instances "
-              "(not world-readable); random when absent");
+              "(mode 0600 or 0400: group or other access is refused); random when absent");
 
 // Sizing and timers.
 DEFINE_uint32(queues, 0, "RX/TX queue pairs per port, one worker each; 0 = one per worker lcore");

@@ -267,6 +267,12 @@ TEST_P(EngineTest, FlowTableFullRefusesWithRst) {
   EXPECT_EQ(rst.v.dst_port(), 40001);
   EXPECT_EQ(h.Count(Counter::k_drop_flow_table_full), 1u);
   EXPECT_EQ(h.Count(Counter::k_client_rst_sent), 1u);
+  // Nothing was evicted: the flow already in the table completes.
+  EXPECT_EQ(h.Send(Side::kServer, BackendSynAck(a)), Verdict::kConsumed);
+  const Flow* f = h.engine().FindFlow(a.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kEstablished);
+  EXPECT_EQ(h.engine().FindFlow(b.key()), nullptr);
 }
 
 // ---------------------------------------------------------------------------
