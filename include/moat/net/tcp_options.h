@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "moat/net/bytes.h"
 #include "moat/net/packet.h"
 
 namespace moat::net {
@@ -52,5 +53,80 @@ class TcpOptionWriter {
   size_t len_ = 0;
   bool overflow_ = false;
 };
+
+// Inline: the SYN-ACK and every generated frame write options, a few
+// stores each; out of line, the calls cost more than the stores.
+inline bool TcpOptionWriter::Room(size_t n) {
+  if (overflow_ || len_ + n > cap_) {
+    overflow_ = true;
+    return false;
+  }
+  return true;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::Mss(uint16_t mss) {
+  if (Room(4)) {
+    buf_[len_] = kOptMss;
+    buf_[len_ + 1] = 4;
+    StoreBe16(buf_ + len_ + 2, mss);
+    len_ += 4;
+  }
+  return *this;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::WindowScale(uint8_t shift) {
+  if (Room(3)) {
+    buf_[len_] = kOptWscale;
+    buf_[len_ + 1] = 3;
+    buf_[len_ + 2] = shift;
+    len_ += 3;
+  }
+  return *this;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::SackPermitted() {
+  if (Room(2)) {
+    buf_[len_] = kOptSackPermitted;
+    buf_[len_ + 1] = 2;
+    len_ += 2;
+  }
+  return *this;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::Timestamps(uint32_t tsval, uint32_t tsecr) {
+  if (Room(10)) {
+    buf_[len_] = kOptTimestamps;
+    buf_[len_ + 1] = 10;
+    StoreBe32(buf_ + len_ + 2, tsval);
+    StoreBe32(buf_ + len_ + 6, tsecr);
+    len_ += 10;
+  }
+  return *this;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::SackBlocks(const uint32_t* edges, int n) {
+  if (n <= 0 || n > kMaxSackBlocks) {
+    overflow_ = true;
+    return *this;
+  }
+  const size_t bytes = 2 + 8 * static_cast<size_t>(n);
+  if (Room(bytes)) {
+    buf_[len_] = kOptSack;
+    buf_[len_ + 1] = static_cast<uint8_t>(bytes);
+    for (int k = 0; k < 2 * n; ++k) StoreBe32(buf_ + len_ + 2 + 4 * k, edges[k]);
+    len_ += bytes;
+  }
+  return *this;
+}
+
+inline TcpOptionWriter& TcpOptionWriter::Nop() {
+  if (Room(1)) buf_[len_++] = kOptNop;
+  return *this;
+}
+
+inline size_t TcpOptionWriter::Finish() {
+  while (!overflow_ && len_ % 4 != 0) Nop();
+  return overflow_ || len_ > 40 ? 0 : len_;
+}
 
 }  // namespace moat::net
