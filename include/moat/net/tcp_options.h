@@ -18,7 +18,7 @@ inline constexpr uint8_t kOptWscale = 3;
 inline constexpr uint8_t kOptSackPermitted = 4;
 inline constexpr uint8_t kOptSack = 5;
 inline constexpr uint8_t kOptTimestamps = 8;
-inline constexpr uint8_t kOptFastOpen = 34;      // RFC 7413
+inline constexpr uint8_t kOptFastOpen = 34;       // RFC 7413
 inline constexpr uint8_t kOptExperimental = 254;  // RFC 6994; 0xF989 = TFO
 inline constexpr uint16_t kFastOpenExid = 0xF989;
 inline constexpr uint8_t kMaxWscale = 14;  // RFC 7323 §2.3
@@ -26,7 +26,6 @@ inline constexpr int kMaxSackBlocks = 4;
 
 // struct TcpOptions (what a segment's options say) is in packet.h: every
 // parsed TCP view carries one.
-
 
 // Parses the options of a TCP header whose length was already checked
 // against the packet (ParseFrame does). Duplicated options: the last wins.
