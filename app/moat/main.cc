@@ -96,7 +96,7 @@ void PrintMoatUsage(const char* prog) {
 absl::Status CheckRange(const char* flag, uint64_t v, uint64_t lo, uint64_t hi) {
   if (v < lo || v > hi) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("--%s=%u: must be in [%u, %u]", flag, v, lo, hi));
+        absl::StrFormat("--%s=%u is out of range [%u, %u]", flag, v, lo, hi));
   }
   return absl::OkStatus();
 }

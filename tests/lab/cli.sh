@@ -43,6 +43,13 @@ expect_error "too many queues" "--queues=2" -l 0,1 "${vdevs[@]}" --file-prefix=m
 expect_error "queues beyond the port" "supports at most 1 RX" --lcores="0@0,(1,2)@1" "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --queues=2
 # A device that fails to probe leaves no port behind it: named by flag.
 expect_error "port that cannot start" "no such port" -l 0,1 --no-pci --vdev=net_af_packet0,iface=no-such-if0 --vdev="net_af_packet1,iface=$LAB_SIF" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80
+# Every numeric flag has a range; one value past it is refused by name.
+for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
+  pool_mbufs=99999999 burst=0 tx_drain_us=0 idle_sleep_us=100001 flow_capacity=0 \
+  held_slots=0 backend_syn_rto_ms=5 backend_syn_retries=11 time_wait_ms=240001 \
+  idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000; do
+  expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
+done
 expect_error "short secret file" "secret" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --cookie_secret_file=/dev/null
 
 # A clean run: telemetry, proc-info, then SIGTERM -> exit 0 + final stats.
