@@ -238,6 +238,66 @@ uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens,
   return done;
 }
 
+// An ICMP error that a router on the client side sends to a backend about
+// a segment the backend sent (Fragmentation Needed / Packet Too Big above
+// all: path MTU discovery, RFC 1191 and RFC 8201). The quoted TCP header
+// is the segment as the client side saw it, with moat's sequence numbers;
+// the backend's stack only acts on a quote whose seq lies in its own send
+// window (RFC 5927 §4.1, which Linux applies), so untranslated it would be
+// ignored and a smaller path MTU would black-hole the flow. The quoted seq
+// is shifted back into the backend's space and the ICMP checksum updated
+// incrementally (RFC 1624); the quoted TCP checksum is not checked by
+// anyone and is left alone. Returns whether it translated something.
+bool Engine::TranslateIcmpError(PacketView& v) {
+  uint8_t* icmp = v.frame + v.l4_offset;
+  const uint16_t room = static_cast<uint16_t>(v.l3_end - v.l4_offset);
+  if (room < 8) return false;
+  const uint8_t type = icmp[0];
+  const bool ipv6 = v.ipv6();
+  // ICMPv4 errors: destination unreachable 3, time exceeded 11, parameter
+  // problem 12. ICMPv6 errors: 1..4 (RFC 4443 §2.1).
+  if (ipv6 ? (type < 1 || type > 4) : (type != 3 && type != 11 && type != 12)) return false;
+  const uint8_t* inner = icmp + 8;
+  uint16_t inner_ihl;
+  if (ipv6) {
+    if (room < 8 + net::kIpv6HeaderLen + 8 || (inner[0] >> 4) != 6 ||
+        inner[6] != net::kIpProtoTcp) {
+      return false;
+    }
+    inner_ihl = net::kIpv6HeaderLen;
+  } else {
+    if (room < 8 + net::kIpv4HeaderLen || (inner[0] >> 4) != 4 || inner[9] != net::kIpProtoTcp) {
+      return false;
+    }
+    inner_ihl = static_cast<uint16_t>((inner[0] & 0x0f) * 4);
+    // RFC 792: the quote holds the IP header and at least 8 bytes of data
+    // (ports and seq); a first fragment only, or there are no ports.
+    if (inner_ihl < net::kIpv4HeaderLen || room < 8 + inner_ihl + 8 ||
+        (net::LoadBe16(inner + 6) & 0x1fff) != 0) {
+      return false;
+    }
+  }
+  const uint8_t addr_len = ipv6 ? 16 : 4;
+  const uint8_t* inner_src = inner + (ipv6 ? 8 : 12);
+  const uint8_t* inner_dst = inner + (ipv6 ? 24 : 16);
+  uint8_t* tcp = icmp + 8 + inner_ihl;
+  const uint16_t sport = net::LoadBe16(tcp);
+  const uint16_t dport = net::LoadBe16(tcp + 2);
+  // The quoted segment went from a protected service to a client.
+  if (!config_.services.Matches(addr_len, inner_src, sport)) return false;
+  const flow::FlowKey key = flow::FlowKey::Make(addr_len, inner_dst, dport, inner_src, sport);
+  const Flow* f = table_->Find(key, table_->Hash(key));
+  if (f == nullptr || f->delta == 0) return false;
+  const uint32_t quoted = net::LoadBe32(tcp + 4);
+  const uint32_t backend_seq = quoted - f->delta;
+  net::StoreBe32(tcp + 4, backend_seq);
+  // The seq sits at an even offset of the ICMP message (8 + IHL + 4), so
+  // it is two aligned 16-bit words of the checksum (ICMPv6's pseudo-header
+  // does not change).
+  net::StoreBe16(icmp + 2, net::ChecksumUpdate32(net::LoadBe16(icmp + 2), quoted, backend_seq));
+  return true;
+}
+
 Verdict Engine::Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uint64_t now_ns,
                        Output* out) {
   if (p->err != net::ParseError::kOk) {
@@ -262,6 +322,12 @@ Verdict Engine::Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uin
         stats_.Inc(v.is_fragment ? Counter::k_drop_fragment : Counter::k_drop_ext_header);
         return Verdict::kDrop;
       }
+    }
+    if (in == Side::kClient && !v.is_fragment &&
+        (v.l4_proto == net::kIpProtoIcmp || v.l4_proto == net::kIpProtoIcmpv6) &&
+        TranslateIcmpError(v)) {
+      stats_.Inc(Counter::k_icmp_translated);
+      return Verdict::kForward;
     }
     stats_.Inc(Counter::k_bridged);
     return Verdict::kForward;

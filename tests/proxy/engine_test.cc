@@ -3,6 +3,7 @@
 // Every emitted or rewritten frame is parsed back and its checksums
 // verified (ParseSeen).
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -443,6 +444,96 @@ TEST_P(EngineTest, ServerToClientShiftsSeqAndTsval) {
   EXPECT_EQ(out.win(), 100);  // same shift both legs
   EXPECT_EQ(out.payload_len(), 300);
   EXPECT_EQ(h_.Count(Counter::k_fwd_server_to_client), 1u);
+}
+
+// An ICMP error from a router on the client side about a segment the
+// backend sent (Fragmentation Needed / Packet Too Big), quoting it as the
+// client side saw it: `spliced` is that segment after moat translated it.
+Frame IcmpErrorAbout(const Frame& spliced, bool v6, uint32_t mtu) {
+  net::PacketView q;
+  EXPECT_EQ(net::ParseFrame(const_cast<uint8_t*>(spliced.buf), spliced.len, &q),
+            net::ParseError::kOk);
+  const uint16_t quote = static_cast<uint16_t>(std::min<int>(q.l3_end - q.l3_offset, 120));
+  Frame f;
+  std::memcpy(f.buf, q.src_mac(), 6);      // to the backend
+  std::memcpy(f.buf + 6, q.dst_mac(), 6);  // from the client-side router
+  static const uint8_t kRouter4[4] = {198, 18, 0, 254};
+  static const uint8_t kRouter6[16] = {0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe};
+  uint8_t* ip = f.buf + 14;
+  const uint16_t icmp_len = static_cast<uint16_t>(8 + quote);
+  uint8_t* icmp;
+  if (v6) {
+    net::StoreBe16(f.buf + 12, net::kEtherTypeIpv6);
+    ip[0] = 0x60;
+    net::StoreBe16(ip + 4, icmp_len);
+    ip[6] = net::kIpProtoIcmpv6;
+    ip[7] = 64;
+    std::memcpy(ip + 8, kRouter6, 16);
+    std::memcpy(ip + 24, q.src_addr(), 16);
+    icmp = ip + 40;
+    icmp[0] = 2;  // Packet Too Big (RFC 4443 §3.2)
+    net::StoreBe32(icmp + 4, mtu);
+  } else {
+    net::StoreBe16(f.buf + 12, net::kEtherTypeIpv4);
+    ip[0] = 0x45;
+    net::StoreBe16(ip + 2, static_cast<uint16_t>(20 + icmp_len));
+    ip[8] = 64;
+    ip[9] = net::kIpProtoIcmp;
+    std::memcpy(ip + 12, kRouter4, 4);
+    std::memcpy(ip + 16, q.src_addr(), 4);
+    net::StoreBe16(ip + 10, net::Ipv4HeaderChecksum(ip, 20));
+    icmp = ip + 20;
+    icmp[0] = 3;  // Destination Unreachable, Fragmentation Needed (RFC 1191)
+    icmp[1] = 4;
+    net::StoreBe16(icmp + 6, static_cast<uint16_t>(mtu));
+  }
+  std::memcpy(icmp + 8, q.ip(), quote);
+  uint32_t sum = 0;
+  if (v6) {
+    sum = net::ChecksumAccumulate(ip + 8, 32);
+    sum += icmp_len + net::kIpProtoIcmpv6;
+  }
+  net::StoreBe16(icmp + 2, net::ChecksumFinish(net::ChecksumAccumulate(icmp, icmp_len, sum)));
+  f.len = static_cast<uint16_t>(14 + (v6 ? 40 : 20) + icmp_len);
+  return f;
+}
+
+// The checksum of an ICMP/ICMPv6 message, verified the receiver's way.
+bool IcmpChecksumOk(const Frame& f) {
+  net::PacketView v;
+  if (net::ParseFrame(const_cast<uint8_t*>(f.buf), f.len, &v) != net::ParseError::kOk) {
+    return false;
+  }
+  const uint16_t n = static_cast<uint16_t>(v.l3_end - v.l4_offset);
+  uint32_t sum = 0;
+  if (v.ipv6()) sum = net::ChecksumAccumulate(v.ip() + 8, 32) + n + net::kIpProtoIcmpv6;
+  return net::ChecksumFinish(net::ChecksumAccumulate(v.frame + v.l4_offset, n, sum)) == 0;
+}
+
+TEST_P(EngineTest, IcmpErrorsAboutSplicedSegmentsReachTheBackendInItsSpace) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Payload(1400).Build();
+  ASSERT_EQ(h_.Send(Side::kServer, data), Verdict::kForward);
+  Frame icmp = IcmpErrorAbout(data, v6(), 1280);
+  ASSERT_TRUE(IcmpChecksumOk(icmp));
+  const uint16_t quoted_seq_at = static_cast<uint16_t>(14 + (v6() ? 40 + 8 + 40 : 20 + 8 + 20) + 4);
+  ASSERT_EQ(net::LoadBe32(icmp.buf + quoted_seq_at), c.cookie_isn + 1);  // the client's space
+
+  EXPECT_EQ(h_.Send(Side::kClient, icmp), Verdict::kForward);
+  EXPECT_EQ(net::LoadBe32(icmp.buf + quoted_seq_at), c.backend_isn + 1);  // the backend's
+  EXPECT_TRUE(IcmpChecksumOk(icmp));
+  EXPECT_EQ(h_.Count(Counter::k_icmp_translated), 1u);
+
+  // About a flow moat does not know: bridged byte for byte.
+  Conn other = MakeConn();
+  other.client_port = 40999;
+  Frame stray = other.S().Seq(12345).Ack(1).Payload(100).Build();
+  Frame icmp2 = IcmpErrorAbout(stray, v6(), 1280);
+  const Frame before = icmp2;
+  EXPECT_EQ(h_.Send(Side::kClient, icmp2), Verdict::kForward);
+  EXPECT_EQ(std::memcmp(icmp2.buf, before.buf, before.len), 0);
+  EXPECT_EQ(h_.Count(Counter::k_icmp_translated), 1u);
 }
 
 TEST_P(EngineTest, ClientToServerShiftsAckSackAndTsecr) {

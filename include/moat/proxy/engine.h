@@ -23,8 +23,9 @@
 //   forgets a flow, none of its segments could pass any more.
 // - Without timestamps a client window-scale shift below 6 is not
 //   negotiated (the cookie cannot encode it without rounding it to "none").
-// Not handled: ICMP errors quoting a spliced segment are bridged with the
-// backend's sequence numbers untranslated; a backend that refuses options
+// - ICMP errors from the client side quoting a segment of a spliced flow
+//   reach the backend with the quoted seq in its own space (PMTU discovery).
+// Not handled: a backend that refuses options
 // the client negotiated with moat (timestamps, ECN) is counted
 // (backend_ts_mismatch) but not compensated; option space is never grown.
 
@@ -172,6 +173,7 @@ class Engine {
   Verdict ServerEstablished(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
   Verdict Passthrough(Flow* f, Side in, Parsed* p, uint64_t now_ns);
   Verdict Rst(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+  bool TranslateIcmpError(net::PacketView& v);
 
   void TranslateClientToServer(Flow* f, net::PacketView& v);
   void TranslateServerToClient(Flow* f, net::PacketView& v);

@@ -48,6 +48,8 @@ namespace moat::proxy {
   X(fwd_client_to_server, "client->server segments translated")               \
   X(fwd_server_to_client, "server->client segments translated")               \
   X(bridged, "non-protected frames bridged unchanged")                         \
+  X(icmp_translated, "ICMP errors about spliced segments, quoted seq "         \
+                     "shifted into the backend's space (PMTU discovery)")     \
   /* Drops: one reason each */                                                 \
   X(drop_parse, "malformed frames (see parse_* for the reason)")               \
   X(drop_fragment, "fragments of protected traffic")                           \
