@@ -150,9 +150,19 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
   return ParseError::kOk;
 }
 
+namespace {
+// One's complement has two zeros: a field of 0x0000 and one of 0xFFFF are
+// the same checksum to a receiver that sums the whole header (RFC 1071
+// §1; RFC 1624 §3 on how -0 arises from incremental updates). Senders do
+// put 0xFFFF on the wire where a full computation gives 0x0000.
+bool SameChecksum(uint16_t computed, uint16_t stored) {
+  return computed == stored || (computed == 0x0000 && stored == 0xffff);
+}
+}  // namespace
+
 bool VerifyIpv4HeaderChecksum(const PacketView& v) {
   const uint8_t* ip = v.ip();
-  return Ipv4HeaderChecksum(ip, (ip[0] & 0x0f) * 4u) == LoadBe16(ip + 10);
+  return SameChecksum(Ipv4HeaderChecksum(ip, (ip[0] & 0x0f) * 4u), LoadBe16(ip + 10));
 }
 
 namespace {
@@ -163,7 +173,7 @@ uint16_t ComputeTcpChecksum(const PacketView& v) {
 }  // namespace
 
 bool VerifyTcpChecksum(const PacketView& v) {
-  return ComputeTcpChecksum(v) == v.tcp_checksum();
+  return SameChecksum(ComputeTcpChecksum(v), v.tcp_checksum());
 }
 
 void FillIpv4HeaderChecksum(PacketView& v) {
