@@ -228,6 +228,9 @@ uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens,
     for (uint16_t j = 0; j < chunk; ++j) {
       Classify(in, frames[done + j], lens[done + j], &parsed[j]);
     }
+    // Client bursts may carry cookie ACKs that create flows: have the next
+    // few free flow slots in cache by the time stage 2 fills them.
+    if (in == Side::kClient) table_->PrefetchFree(4);
     // Stage 2: the state machine, in arrival order.
     for (uint16_t j = 0; j < chunk; ++j) {
       if (out->room() < kMaxEmittedPerPacket) return static_cast<uint16_t>(done + j);
