@@ -986,6 +986,35 @@ TEST_P(EngineTest, UdpFragmentsToProtectedAddressesPass) {
   EXPECT_EQ(h_.Count(Counter::k_bridged), 1u);
 }
 
+// Spliced data is not verified (it would cost a pass over every payload
+// byte); the incremental rewrites keep a corrupted segment's checksum
+// wrong, so its receiver still drops it. A FIN or RST is verified: it
+// would change moat's own state.
+TEST_P(EngineTest, CorruptSplicedDataStaysDetectablyCorrupt) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
+                   .Ts(c.backend_tsval + 1, c.client_tsval).Payload(200).Build();
+  data.buf[data.len - 7] ^= 0x10;  // corrupt the payload after the checksum was made
+  ASSERT_EQ(h_.Send(Side::kServer, data), Verdict::kForward);
+  net::PacketView v;
+  ASSERT_EQ(net::ParseFrame(data.buf, data.len, &v), net::ParseError::kOk);
+  EXPECT_EQ(v.seq().value(), c.cookie_isn + 1);  // translated
+  EXPECT_FALSE(net::VerifyTcpChecksum(v));  // still wrong after seq and TSval moved
+  data.buf[data.len - 7] ^= 0x10;  // undo the corruption: now it must verify
+  EXPECT_TRUE(net::VerifyTcpChecksum(v));
+  EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 0u);
+
+  Frame fin = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1)
+                  .Flags(kTcpFin | kTcpAck).Build();
+  fin.buf[fin.len - 1] ^= 0x01;
+  EXPECT_EQ(h_.Send(Side::kClient, fin), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->state, FlowState::kEstablished);
+}
+
 TEST_P(EngineTest, BadChecksumsAreDropped) {
   Frame f = ClientSyn(MakeConn()).Payload(10).Build();
   f.buf[f.len - 1] ^= 0x40;

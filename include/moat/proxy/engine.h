@@ -23,6 +23,9 @@
 //   forgets a flow, none of its segments could pass any more.
 // - Without timestamps a client window-scale shift below 6 is not
 //   negotiated (the cookie cannot encode it without rounding it to "none").
+// - Checksums are verified where a segment can create, answer or end
+//   state; spliced data is rewritten incrementally without a full verify
+//   (a bad checksum stays bad for the endpoint).
 // - ICMP errors from the client side quoting a segment of a spliced flow
 //   reach the backend with the quoted seq in its own space (PMTU discovery).
 // Not handled: a backend that refuses options
