@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -63,13 +64,40 @@ int ServerShift(const Flow* f) {
   return on ? f->backend_wscale : 0;
 }
 
-flow::FlowKey KeyFromPacket(const PacketView& v, Side in) {
-  if (in == Side::kClient) {
-    return flow::FlowKey::Make(v.addr_len(), v.src_addr(), v.src_port(), v.dst_addr(),
-                               v.dst_port());
+// The flow key as its five 8-byte words (FlowKey's layout), built in
+// registers: Classify hashes them before storing the key, so the hash does
+// not wait on stores it would read back (a wide load over narrower fresh
+// stores cannot be store-forwarded; FlowKey::Make's byte-wise copies made
+// every packet stall on that).
+struct KeyWords {
+  uint64_t w0, w1, w2, w3, w4;
+};
+KeyWords KeyFromPacket(const PacketView& v, Side in) {
+  static_assert(offsetof(flow::FlowKey, client_port) == 32 &&
+                offsetof(flow::FlowKey, server_port) == 34 &&
+                offsetof(flow::FlowKey, addr_len) == 36 && sizeof(flow::FlowKey) == 40);
+  const bool from_client = in == Side::kClient;
+  const uint8_t* client = from_client ? v.src_addr() : v.dst_addr();
+  const uint8_t* server = from_client ? v.dst_addr() : v.src_addr();
+  const uint64_t client_port = from_client ? v.src_port() : v.dst_port();
+  const uint64_t server_port = from_client ? v.dst_port() : v.src_port();
+  KeyWords k;
+  if (v.ipv6()) {
+    std::memcpy(&k.w0, client, 8);
+    std::memcpy(&k.w1, client + 8, 8);
+    std::memcpy(&k.w2, server, 8);
+    std::memcpy(&k.w3, server + 8, 8);
+  } else {
+    uint32_t c, s;
+    std::memcpy(&c, client, 4);
+    std::memcpy(&s, server, 4);
+    k.w0 = c;
+    k.w1 = 0;
+    k.w2 = s;
+    k.w3 = 0;
   }
-  return flow::FlowKey::Make(v.addr_len(), v.dst_addr(), v.dst_port(), v.src_addr(),
-                             v.src_port());
+  k.w4 = client_port | server_port << 16 | static_cast<uint64_t>(v.addr_len()) << 32;
+  return k;
 }
 
 // Ethernet/VLAN/IP/ports of a reply to `v`: everything swapped, VLAN tags
@@ -204,8 +232,16 @@ void Engine::Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p) {
       in == Side::kClient ? config_.services.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
                           : config_.services.Matches(v.addr_len(), v.src_addr(), v.src_port());
   if (!p->protected_tcp) return;
-  p->key = KeyFromPacket(v, in);
-  p->hash = table_->Hash(p->key);
+  const KeyWords k = KeyFromPacket(v, in);
+  p->hash = table_->HashWords(k.w0, k.w1, k.w2, k.w3, k.w4);
+  // Word by word from registers: a 40-byte copy of a stack array would
+  // load 16 bytes at a time over the 8-byte stores that built it, and stall.
+  uint8_t* key = reinterpret_cast<uint8_t*>(&p->key);
+  std::memcpy(key, &k.w0, 8);
+  std::memcpy(key + 8, &k.w1, 8);
+  std::memcpy(key + 16, &k.w2, 8);
+  std::memcpy(key + 24, &k.w3, 8);
+  std::memcpy(key + 32, &k.w4, 8);
   table_->Prefetch(p->hash);
 }
 

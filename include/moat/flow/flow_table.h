@@ -97,6 +97,10 @@ class FlowTable {
   uint32_t Hash(const FlowKey& key) const {
     return static_cast<uint32_t>(HashFlowKey(key, seed_));
   }
+  // The same hash from the key's five 8-byte words (see HashFlowWords).
+  uint32_t HashWords(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w4) const {
+    return static_cast<uint32_t>(HashFlowWords(w0, w1, w2, w3, w4, seed_));
+  }
 
   // Pulls the key's home bucket into cache; call a few packets ahead of
   // Find in a burst.
