@@ -151,44 +151,40 @@ void BM_Flow_LookupMiss(benchmark::State& state) {
 }
 BENCHMARK(BM_Flow_LookupMiss)->Arg(1 << 10)->Arg(1 << 16)->Arg(1 << 20);
 
-void BM_Flow_Insert(benchmark::State& state) {
+// kBatch flows inserted on top of the occupancy and erased again; only
+// `timed` (the insert or the erase) is measured.
+enum class Op { kInsert, kErase };
+void BM_InsertErase(benchmark::State& state, Op timed) {
   const uint32_t n = static_cast<uint32_t>(state.range(0));
   Filled f = Fill(n);
   const auto extra = MakeKeys(kBatch, 200);
   std::vector<uint32_t> hashes(kBatch);
   for (uint32_t i = 0; i < kBatch; ++i) hashes[i] = f.table->Hash(extra[i]);
   std::vector<proxy::Flow*> added(kBatch);
+  auto insert = [&] {
+    for (uint32_t i = 0; i < kBatch; ++i) added[i] = f.table->Insert(extra[i], hashes[i]);
+  };
+  auto erase = [&] {
+    for (uint32_t i = 0; i < kBatch; ++i) f.table->Erase(added[i]);
+  };
   moat::bench::PacketMeter meter;
   for (auto _ : state) {
-    for (uint32_t i = 0; i < kBatch; ++i) added[i] = f.table->Insert(extra[i], hashes[i]);
+    if (timed == Op::kInsert) insert();
     meter.Pause();
     state.PauseTiming();
-    for (uint32_t i = 0; i < kBatch; ++i) f.table->Erase(added[i]);
+    if (timed == Op::kInsert)
+      erase();
+    else
+      insert();
     state.ResumeTiming();
     meter.Resume();
+    if (timed == Op::kErase) erase();
   }
   meter.Report(state, state.iterations() * kBatch);
 }
+void BM_Flow_Insert(benchmark::State& s) { BM_InsertErase(s, Op::kInsert); }
+void BM_Flow_Erase(benchmark::State& s) { BM_InsertErase(s, Op::kErase); }
 BENCHMARK(BM_Flow_Insert)->Arg(1 << 10)->Arg(1 << 16)->Arg(1 << 20);
-
-void BM_Flow_Erase(benchmark::State& state) {
-  const uint32_t n = static_cast<uint32_t>(state.range(0));
-  Filled f = Fill(n);
-  const auto extra = MakeKeys(kBatch, 200);
-  std::vector<uint32_t> hashes(kBatch);
-  for (uint32_t i = 0; i < kBatch; ++i) hashes[i] = f.table->Hash(extra[i]);
-  std::vector<proxy::Flow*> added(kBatch);
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    meter.Pause();
-    state.PauseTiming();
-    for (uint32_t i = 0; i < kBatch; ++i) added[i] = f.table->Insert(extra[i], hashes[i]);
-    state.ResumeTiming();
-    meter.Resume();
-    for (uint32_t i = 0; i < kBatch; ++i) f.table->Erase(added[i]);
-  }
-  meter.Report(state, state.iterations() * kBatch);
-}
 BENCHMARK(BM_Flow_Erase)->Arg(1 << 10)->Arg(1 << 16)->Arg(1 << 20);
 
 // Insert a new flow and erase the oldest one, FIFO: a table at constant
