@@ -29,10 +29,13 @@ lab_c nft -f - <<'NFT'
 table inet norst {
   chain out {
     type filter hook output priority 0;
-    tcp sport 30000-39999 tcp flags rst drop
+    tcp sport 30000-30999 tcp flags rst drop
   }
 }
 NFT
+# The scapy handshakes use ports 30000-30999; keep the kernel's own
+# connections (curl) out of that range so no 4-tuple is ever shared.
+lab_c sysctl -qw net.ipv4.ip_local_port_range="40000 60999"
 mac=$(ip -n "$LAB_S" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
 hs() { lab_c /usr/bin/python3 "$here/handshake.py" "$@"; }
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])['$1'])" "$2"; }
@@ -69,7 +72,7 @@ valid=$(lab_counter cookie_valid)
 echo "fleet: moat B validated all $N cookies moat A issued; every backend answered"
 
 # Control: a moat with a different secret refuses them and keeps no state.
-out=$(hs syn "$mac" "$LAB_DIR/control.json" $N 31000)
+out=$(hs syn "$mac" "$LAB_DIR/control.json" $N 30100)
 lab_moat_stop
 lab_moat_start --cookie_secret_file="$other" --key_rotation_s="$period"
 out=$(hs ack "$mac" "$LAB_DIR/control.json")
@@ -84,7 +87,7 @@ lab_moat_stop
 # --- 2. rotation with handshakes in flight ---------------------------------
 lab_moat_start "${flags[@]}"
 [ "$(date +%s)" -lt $((boundary - 8)) ] || lab_fail "set-up too slow to reach the rotation in time"
-out=$(hs syn "$mac" "$LAB_DIR/before.json" $N 32000)
+out=$(hs syn "$mac" "$LAB_DIR/before.json" $N 30200)
 [ "$(field synacks "$out")" -eq $N ] || lab_fail "before the rotation: $out"
 # curl clients across the boundary, sequential, bounded in count and time.
 (
@@ -101,7 +104,7 @@ out=$(hs syn "$mac" "$LAB_DIR/before.json" $N 32000)
 ) &
 curl_pid=$!
 while [ "$(date +%s)" -lt $((boundary + 2)) ]; do sleep 0.5; done
-out=$(hs syn "$mac" "$LAB_DIR/after.json" $N 33000)
+out=$(hs syn "$mac" "$LAB_DIR/after.json" $N 30300)
 [ "$(field synacks "$out")" -eq $N ] || lab_fail "after the rotation: $out"
 # The key id is bit 7 of the cookie (cookie.h): it must differ across the
 # boundary and be the same within each side of it.
