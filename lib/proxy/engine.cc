@@ -874,7 +874,9 @@ Verdict Engine::ServerSynSent(Flow* f, PacketView& v, uint64_t now_ns, Output* o
 void Engine::TranslateClientToServer(Flow* f, PacketView& v) {
   const SeqDelta delta(static_cast<int32_t>(f->delta));
   const bool ack = v.tcp_flags() & kTcpAck;
-  if (ack) v.SetAck(v.ack() - delta);
+  // All rewrites of this segment, one checksum update at the end.
+  net::TcpRewriter w(v);
+  if (ack) w.Set32(8, (v.ack() - delta).value());
   if (v.tcp_header_len > net::kTcpHeaderLen) {
     net::TcpOptions opts;
     ParseOptions(v, &opts);
@@ -882,35 +884,36 @@ void Engine::TranslateClientToServer(Flow* f, PacketView& v) {
     // §3): shift them back into the backend's space.
     for (int i = 0; i < 2 * opts.sack_blocks; ++i) {
       const uint16_t off = static_cast<uint16_t>(opts.sack_offset + 4 * i);
-      v.RewriteTcp32(off, LoadBe32(v.tcp() + off) - f->delta);
+      w.Set32(off, LoadBe32(v.tcp() + off) - f->delta);
     }
     if (opts.has_timestamps) {
       f->client_tsval = opts.tsval;
       // TSecr echoes the server's TSval as moat shifted it (RFC 7323 §3.2;
       // only meaningful with ACK set).
       if ((f->flags & kFlowBackendTs) && ack) {
-        v.RewriteTcp32(static_cast<uint16_t>(opts.ts_offset + 4), opts.tsecr - f->ts_delta);
+        w.Set32(static_cast<uint16_t>(opts.ts_offset + 4), opts.tsecr - f->ts_delta);
       }
     }
   }
   if ((f->flags & kFlowClientWscale) && !(f->flags & kFlowBackendWscale)) {
     // The backend did not agree to scaling, so it reads windows unscaled.
-    v.SetWindow(Rescale(v.window(), f->client_wscale, 0));
+    w.Set16(14, Rescale(v.window(), f->client_wscale, 0));
   }
 }
 
 void Engine::TranslateServerToClient(Flow* f, PacketView& v) {
-  v.SetSeq(v.seq() + SeqDelta(static_cast<int32_t>(f->delta)));
+  net::TcpRewriter w(v);
+  w.Set32(4, (v.seq() + SeqDelta(static_cast<int32_t>(f->delta))).value());
   if (v.tcp_header_len > net::kTcpHeaderLen && (f->flags & kFlowBackendTs)) {
     net::TcpOptions opts;
     ParseOptions(v, &opts);
-    if (opts.has_timestamps) v.RewriteTcp32(opts.ts_offset, opts.tsval + f->ts_delta);
+    if (opts.has_timestamps) w.Set32(opts.ts_offset, opts.tsval + f->ts_delta);
   }
   // The client scales the server's window by the shift moat advertised,
   // the backend wrote it for its own shift (RFC 7323 §2.3).
   const int from = ServerShift(f);
   const int to = (f->flags & kFlowClientWscale) ? config_.wscale : 0;
-  if (from != to) v.SetWindow(Rescale(v.window(), from, to));
+  if (from != to) w.Set16(14, Rescale(v.window(), from, to));
 }
 
 // Tracking runs on the numbers as each end sees them: client segments in

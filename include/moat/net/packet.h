@@ -176,6 +176,54 @@ struct PacketView {
   }
 };
 
+// Several in-place TCP field rewrites with one checksum update at the end
+// (RFC 1624 eqn. 3 over the sum of all changes), for the splice's per-
+// segment rewrites: PacketView::RewriteTcp32 updates the checksum field per
+// field, and each update waits for the previous one's store. Fields at odd
+// offsets (inside options) are summed in the byte-swapped domain, where
+// they are aligned (RFC 1071 §2(A)), and swapped back once.
+class TcpRewriter {
+ public:
+  explicit TcpRewriter(PacketView& v) : v_(v) {}
+  TcpRewriter(const TcpRewriter&) = delete;
+  TcpRewriter& operator=(const TcpRewriter&) = delete;
+  ~TcpRewriter() { Finish(); }
+
+  void Set32(uint16_t offset, uint32_t value) {
+    uint8_t* p = v_.tcp() + offset;
+    const uint32_t old = LoadBe32(p);
+    StoreBe32(p, value);
+    Acc(offset) += static_cast<uint16_t>(~(old >> 16)) + static_cast<uint16_t>(~old & 0xffff) +
+                   (value >> 16) + (value & 0xffff);
+  }
+  void Set16(uint16_t offset, uint16_t value) {
+    uint8_t* p = v_.tcp() + offset;
+    const uint16_t old = LoadBe16(p);
+    StoreBe16(p, value);
+    Acc(offset) += static_cast<uint16_t>(~old) + value;
+  }
+  // Writes the checksum; the destructor calls it if nobody did.
+  void Finish() {
+    if (even_ == 0 && odd_ == 0) return;
+    uint32_t sum = static_cast<uint16_t>(~v_.tcp_checksum()) + even_ +
+                   __builtin_bswap16(Fold(odd_));
+    StoreBe16(v_.tcp() + 16, static_cast<uint16_t>(~Fold(sum)));
+    even_ = odd_ = 0;
+  }
+
+ private:
+  static uint16_t Fold(uint32_t s) {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return static_cast<uint16_t>(s);
+  }
+  uint32_t& Acc(uint16_t offset) { return (offset & 1) ? odd_ : even_; }
+
+  PacketView& v_;
+  uint32_t even_ = 0;
+  uint32_t odd_ = 0;
+};
+
 // Parses Ethernet, up to two VLAN tags, IPv4/IPv6 (skipping IPv6 hop-by-hop,
 // routing and destination-options headers) and TCP. Non-IP frames parse with
 // l3 == kOther; IP that is not TCP, or a fragment, parses with is_tcp false.
