@@ -34,6 +34,9 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   std::memcpy(dst, s.dst_addr, alen);
   // Both addresses, summed once for the IPv4 header and the pseudo-header.
   const uint32_t addr_sum = SumWords(src, alen) + SumWords(dst, alen);
+  // Options without payload are summed here, from the source, before the
+  // copies below may overwrite it (it may alias the output).
+  const uint32_t options_sum = s.payload_len ? 0 : SumWords(s.options, s.options_len);
   uint8_t* tcp = buf + l2 + l3;
   if (s.payload_len) std::memmove(tcp + kTcpHeaderLen + s.options_len, s.payload, s.payload_len);
   if (s.options_len) std::memmove(tcp + kTcpHeaderLen, s.options, s.options_len);
@@ -89,7 +92,7 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   if (s.payload_len) {
     sum = ChecksumAccumulate(tcp + kTcpHeaderLen, s.options_len + s.payload_len, sum);
   } else {
-    sum += SumWords(s.options, s.options_len);  // the source: 4-byte multiples
+    sum += options_sum;
   }
   StoreBe16(tcp + 16, ChecksumFinish(sum));
   return total;

@@ -322,8 +322,13 @@ bool Engine::TranslateIcmpError(PacketView& v) {
   uint8_t* tcp = icmp + 8 + inner_ihl;
   const uint16_t sport = net::LoadBe16(tcp);
   const uint16_t dport = net::LoadBe16(tcp + 2);
-  // The quoted segment went from a protected service to a client.
-  if (!config_.services.Matches(addr_len, inner_src, sport)) return false;
+  // The quoted segment went from a protected service to a client, and the
+  // error is addressed to that service (RFC 792, RFC 4443 §2.4: errors go
+  // to the offending packet's source); anything else is not ours to edit.
+  if (!config_.services.Matches(addr_len, inner_src, sport) ||
+      std::memcmp(v.dst_addr(), inner_src, addr_len) != 0) {
+    return false;
+  }
   const flow::FlowKey key = flow::FlowKey::Make(addr_len, inner_dst, dport, inner_src, sport);
   const Flow* f = table_->Find(key, table_->Hash(key));
   if (f == nullptr || f->delta == 0) return false;
@@ -385,7 +390,10 @@ Verdict Engine::Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uin
   // exactly as wrong, so the endpoint still drops a corrupted segment; the
   // full verify would cost a pass over every payload byte on the path that
   // carries the bytes (~160 cycles for 1460).
+  // Once a FIN has been seen, a pure ACK can end the flow too (it acks the
+  // FIN and starts TIME_WAIT), so closing flows are verified throughout.
   const bool spliced_data = f != nullptr && f->state == FlowState::kEstablished &&
+                            !(f->flags & (kFlowFinClient | kFlowFinServer)) &&
                             !(flags & (kTcpSyn | kTcpFin | kTcpRst));
   if (config_.verify_checksums && !spliced_data &&
       ((v.l3 == net::L3::kIpv4 && !net::VerifyIpv4HeaderChecksum(v)) ||

@@ -438,5 +438,29 @@ TEST(TestingTcpPacket, BuildsWhatItIsTold) {
   EXPECT_TRUE(VerifyTcpChecksum(v));
 }
 
+// Options may alias the output after the headers' end (builder.h); with no
+// payload their checksum contribution must come from before the copy.
+TEST(Builder, OptionsAliasingTheOutputWithoutPayload) {
+  uint8_t buf[256] = {};
+  uint8_t* src_opts = buf + 14 + 20 + 20 + 4;  // inside where options will go
+  const uint8_t opts[8] = {2, 4, 0x05, 0xb4, 1, 3, 3, 7};
+  std::memcpy(src_opts, opts, sizeof(opts));
+  const uint8_t a[4] = {198, 18, 0, 1}, b[4] = {198, 18, 0, 2};
+  TcpFrameSpec s;
+  s.src_addr = a;
+  s.dst_addr = b;
+  s.src_port = 1;
+  s.dst_port = 2;
+  s.flags = kTcpSyn;
+  s.options = src_opts;
+  s.options_len = sizeof(opts);
+  const size_t n = BuildTcpFrame(buf, sizeof(buf), s);
+  ASSERT_NE(n, 0u);
+  PacketView v;
+  ASSERT_EQ(ParseFrame(buf, static_cast<uint16_t>(n), &v), ParseError::kOk);
+  EXPECT_EQ(std::memcmp(v.tcp() + 20, opts, sizeof(opts)), 0);
+  EXPECT_TRUE(VerifyTcpChecksum(v));
+}
+
 }  // namespace
 }  // namespace moat::net

@@ -515,6 +515,7 @@ TEST_P(EngineTest, IcmpErrorsAboutSplicedSegmentsReachTheBackendInItsSpace) {
   DriveToEstablished(h_, &c);
   Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Payload(1400).Build();
   ASSERT_EQ(h_.Send(Side::kServer, data), Verdict::kForward);
+  const Frame data_copy = data;
   Frame icmp = IcmpErrorAbout(data, v6(), 1280);
   ASSERT_TRUE(IcmpChecksumOk(icmp));
   const uint16_t quoted_seq_at = static_cast<uint16_t>(14 + (v6() ? 40 + 8 + 40 : 20 + 8 + 20) + 4);
@@ -533,6 +534,17 @@ TEST_P(EngineTest, IcmpErrorsAboutSplicedSegmentsReachTheBackendInItsSpace) {
   const Frame before = icmp2;
   EXPECT_EQ(h_.Send(Side::kClient, icmp2), Verdict::kForward);
   EXPECT_EQ(std::memcmp(icmp2.buf, before.buf, before.len), 0);
+  EXPECT_EQ(h_.Count(Counter::k_icmp_translated), 1u);
+
+  // About the spliced flow but addressed elsewhere than the service: not
+  // ours to edit (and it would show the flow's delta to whoever gets it).
+  Frame icmp3 = IcmpErrorAbout(data_copy, v6(), 1280);
+  net::PacketView o;
+  ASSERT_EQ(net::ParseFrame(icmp3.buf, icmp3.len, &o), net::ParseError::kOk);
+  o.dst_addr()[o.addr_len() - 1] ^= 0x40;  // checksums do not matter here
+  const Frame before3 = icmp3;
+  EXPECT_EQ(h_.Send(Side::kClient, icmp3), Verdict::kForward);
+  EXPECT_EQ(std::memcmp(icmp3.buf, before3.buf, before3.len), 0);
   EXPECT_EQ(h_.Count(Counter::k_icmp_translated), 1u);
 }
 
@@ -1013,6 +1025,27 @@ TEST_P(EngineTest, CorruptSplicedDataStaysDetectablyCorrupt) {
   const Flow* f = h_.engine().FindFlow(c.key());
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->state, FlowState::kEstablished);
+}
+
+// Once a FIN was seen, a pure ACK can end the flow (it acks the FIN), so
+// it is verified: a corrupted final ACK must not put the flow in TIME_WAIT
+// while the endpoint, which drops it, still waits for its FIN to be acked.
+TEST_P(EngineTest, CorruptAckOfAFinIsDropped) {
+  Conn c = MakeConn();
+  DriveToEstablished(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1)
+                                       .Flags(kTcpFin | kTcpAck)),
+            Verdict::kForward);
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 2)
+                                       .Flags(kTcpFin | kTcpAck)),
+            Verdict::kForward);
+  Frame last = c.C().Seq(c.client_isn + 2).Ack(c.cookie_isn + 2).Flags(kTcpAck).Build();
+  last.buf[last.len - 1] ^= 0x01;  // the window's low byte: checksum now wrong
+  EXPECT_EQ(h_.Send(Side::kClient, last), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
+  const Flow* f = h_.engine().FindFlow(c.key());
+  ASSERT_NE(f, nullptr);
+  EXPECT_NE(f->state, FlowState::kTimeWait);
 }
 
 TEST_P(EngineTest, BadChecksumsAreDropped) {

@@ -5,9 +5,15 @@
 // the same flow.
 
 #include <cstdint>
+#include <bit>
 #include <cstring>
 
 namespace moat::flow {
+
+// The engine builds keys as native 8-byte words (HashFlowWords, and the
+// key words in lib/proxy) and checksums sum native words: little-endian
+// hosts only, which is every platform DPDK 22.11 moat targets.
+static_assert(std::endian::native == std::endian::little, "moat assumes a little-endian host");
 
 struct FlowKey {
   uint8_t client_addr[16] = {};  // IPv4 in the first 4 bytes, rest zero

@@ -24,10 +24,13 @@
 // - Without timestamps a client window-scale shift below 6 is not
 //   negotiated (the cookie cannot encode it without rounding it to "none").
 // - Checksums are verified where a segment can create, answer or end
-//   state; spliced data is rewritten incrementally without a full verify
-//   (a bad checksum stays bad for the endpoint).
+//   state (including any segment of a closing flow); spliced data is
+//   rewritten incrementally without a full verify (a bad checksum stays
+//   bad for the endpoint).
 // - ICMP errors from the client side quoting a segment of a spliced flow
-//   reach the backend with the quoted seq in its own space (PMTU discovery).
+//   reach the backend with the quoted seq in its own space (PMTU
+//   discovery), when they reach the flow's worker: RSS places them by
+//   their outer addresses, so with several queues only by chance.
 // Not handled: a backend that refuses options
 // the client negotiated with moat (timestamps, ECN) is counted
 // (backend_ts_mismatch) but not compensated; option space is never grown.
