@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/segment.h"
 #include "benchmark/benchmark.h"
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
@@ -178,26 +179,16 @@ class Traffic {
  private:
   Frame Build(bool from_client, const Conn& c, uint32_t seq, uint32_t ack, uint8_t flags,
               const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) const {
-    static const uint8_t payload[kPayload] = {};
-    const uint8_t* server = ipv6_ ? kServerV6 : kServerV4;
-    net::TcpFrameSpec s;
-    s.src_mac.b[5] = from_client ? 1 : 2;
-    s.dst_mac.b[5] = from_client ? 2 : 1;
-    s.ipv6 = ipv6_;
-    s.src_addr = from_client ? c.client : server;
-    s.dst_addr = from_client ? server : c.client;
-    s.src_port = from_client ? c.port : 80;
-    s.dst_port = from_client ? 80 : c.port;
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 502;
-    s.options = opts;
-    s.options_len = opts_len;
-    s.payload = payload_len ? payload : nullptr;
-    s.payload_len = payload_len;
+    moat::bench::Connection conn;
+    conn.client_mac.b[5] = 1;
+    conn.server_mac.b[5] = 2;
+    conn.ipv6 = ipv6_;
+    conn.client = c.client;
+    conn.server = ipv6_ ? kServerV6 : kServerV4;
+    conn.client_port = c.port;
     Frame f;
-    f.len = static_cast<uint16_t>(net::BuildTcpFrame(f.b, kSlot, s));
+    f.len = static_cast<uint16_t>(moat::bench::BuildSegment(f.b, kSlot, conn, from_client, seq, ack,
+                                                            flags, opts, opts_len, payload_len));
     if (f.len == 0) std::abort();
     return f;
   }

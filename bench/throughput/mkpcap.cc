@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/segment.h"
 #include "moat/cookie/key_schedule.h"
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
@@ -33,7 +34,6 @@
 namespace {
 
 using moat::net::MacAddr;
-using moat::net::TcpFrameSpec;
 
 constexpr MacAddr kClientMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}};
 constexpr MacAddr kServerMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x02}};
@@ -84,23 +84,14 @@ struct Flow {
 
 size_t Build(uint8_t* buf, bool from_client, const Flow& f, uint32_t seq, uint32_t ack,
              uint8_t flags, const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) {
-  static const uint8_t payload[1500] = {};
-  TcpFrameSpec s;
-  s.src_mac = from_client ? kClientMac : kServerMac;
-  s.dst_mac = from_client ? kServerMac : kClientMac;
-  s.src_addr = from_client ? f.client : kServer;
-  s.dst_addr = from_client ? kServer : f.client;
-  s.src_port = from_client ? f.port : 80;
-  s.dst_port = from_client ? 80 : f.port;
-  s.seq = seq;
-  s.ack = ack;
-  s.flags = flags;
-  s.window = 502;
-  s.options = opts;
-  s.options_len = opts_len;
-  s.payload = payload_len ? payload : nullptr;
-  s.payload_len = payload_len;
-  return moat::net::BuildTcpFrame(buf, moat::proxy::kMaxFrame, s);
+  moat::bench::Connection c;
+  c.client_mac = kClientMac;
+  c.server_mac = kServerMac;
+  c.client = f.client;
+  c.server = kServer;
+  c.client_port = f.port;
+  return moat::bench::BuildSegment(buf, moat::proxy::kMaxFrame, c, from_client, seq, ack, flags,
+                                   opts, opts_len, payload_len);
 }
 
 }  // namespace
@@ -173,8 +164,8 @@ int main(int argc, char** argv) {
     f.sisn = 0x7fffff00u + i * 104729u;
     uint8_t o[40];
     const uint8_t ol = syn_opts(1000 + i, o);
-    uint16_t len = static_cast<uint16_t>(Build(buf, true, f, f.cisn, 0, moat::net::kTcpSyn, o,
-                                               ol, 0));
+    uint16_t len =
+        static_cast<uint16_t>(Build(buf, true, f, f.cisn, 0, moat::net::kTcpSyn, o, ol, 0));
     out.Clear();
     if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
         moat::proxy::Verdict::kReflect) {
@@ -235,8 +226,8 @@ int main(int argc, char** argv) {
       w.Nop();
       w.Nop();
       w.SackBlocks(edges, 1);
-      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload, moat::net::kTcpAck,
-                          o, static_cast<uint8_t>(w.Finish()), 0));
+      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload, moat::net::kTcpAck, o,
+                          static_cast<uint8_t>(w.Finish()), 0));
     }
     moat::net::TcpOptionWriter ws(o, 40);
     ws.Nop();
@@ -248,9 +239,10 @@ int main(int argc, char** argv) {
 
   {  // A port that receives (almost) nothing: one broadcast ARP request.
     PcapWriter pw(dir + "/idle.pcap");
-    uint8_t arp[60] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x09, 0x08, 0x06,
-                       0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, 0x02, 0, 0, 0, 0, 0x09,
-                       198, 18, 0, 9, 0, 0, 0, 0, 0, 0, 198, 18, 0, 10};
+    uint8_t arp[60] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0,  0, 0,    0,
+                       0x09, 0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6,  4, 0x00, 0x01,
+                       0x02, 0,    0,    0,    0,    0x09, 198,  18, 0, 9,    0,
+                       0,    0,    0,    0,    0,    198,  18,   0,  10};
     pw.Write(arp, sizeof(arp));
   }
   std::printf("moat_mkpcap: %u SYNs, %u flows, %zu client / %zu server frames in %s\n", npackets,
