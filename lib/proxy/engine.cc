@@ -163,10 +163,6 @@ bool MayHideTcp(const PacketView& v) {
   }
 }
 
-// ParseFrame parsed (and validated) them already; every site reads them
-// before it rewrites any option in place.
-void ParseOptions(const PacketView& v, net::TcpOptions* opts) { *opts = v.opts; }
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -494,8 +490,7 @@ Verdict Engine::ClientNoFlow(Parsed* p, uint16_t* len, uint16_t capacity, uint64
 Verdict Engine::AnswerSyn(PacketView& v, uint16_t* len, uint16_t capacity, uint64_t now_ns,
                           Output* out) {
   stats_.Inc(Counter::k_syn_received);
-  net::TcpOptions opts;
-  ParseOptions(v, &opts);
+  const net::TcpOptions& opts = v.opts;
   if (v.payload_len != 0 || opts.has_fastopen) {
     // RFC 7413 §3: a server that does not accept the Fast Open cookie
     // acknowledges only the SYN; the client then resends the data after the
@@ -591,8 +586,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
     return Verdict::kDrop;
   }
   stats_.Inc(Counter::k_cookie_valid);
-  net::TcpOptions opts;
-  ParseOptions(v, &opts);
+  const net::TcpOptions& opts = v.opts;
   // With timestamps, the echo of moat's TSval carries the exact options
   // and overrides the ISN's coarse bits (RFC 7323 §5.4: TSecr echoes TSval).
   const bool ts = opts.has_timestamps && config_.timestamps;
@@ -684,8 +678,7 @@ Verdict Engine::ServerNoFlow(Parsed* p, uint64_t now_ns) {
       stats_.Inc(Counter::k_passthrough_untracked);
       return Verdict::kForward;
     }
-    net::TcpOptions opts;
-    ParseOptions(v, &opts);
+    const net::TcpOptions& opts = v.opts;
     f->state = FlowState::kEstablished;
     f->flags = kFlowPassthrough | kFlowServerSeqSeen;
     if (opts.has_wscale) {
@@ -728,8 +721,7 @@ Verdict Engine::Passthrough(Flow* f, Side in, Parsed* p, uint64_t now_ns) {
     }
     // Retransmitted SYNs, the client's SYN-ACK, or the SYNs of a
     // simultaneous open: remember each end's window-scale offer.
-    net::TcpOptions opts;
-    ParseOptions(v, &opts);
+    const net::TcpOptions& opts = v.opts;
     if (in == Side::kClient && opts.has_wscale) {
       f->flags |= kFlowClientWscale;
       f->client_wscale = opts.wscale;
@@ -798,8 +790,7 @@ Verdict Engine::ClientSynSent(Flow* f, PacketView& v, uint64_t now_ns, Output* o
   // latest of these (window, TSval).
   f->last_seen_ns = now_ns;
   if (f->flags & kFlowTimestamps) {
-    net::TcpOptions opts;
-    ParseOptions(v, &opts);
+    const net::TcpOptions& opts = v.opts;
     if (opts.has_timestamps) f->client_tsval = opts.tsval;
   }
   TrackClient(f, v);
@@ -840,8 +831,7 @@ Verdict Engine::ServerSynSent(Flow* f, PacketView& v, uint64_t now_ns, Output* o
     stats_.Inc(Counter::k_drop_bad_backend_synack);
     return Verdict::kDrop;
   }
-  net::TcpOptions opts;
-  ParseOptions(v, &opts);
+  const net::TcpOptions& opts = v.opts;
   f->backend_isn = v.seq().value();
   f->delta = f->cookie_isn - f->backend_isn;
   // RFC 7323 §2.2: scaling is on for the backend leg only if both SYNs
@@ -886,8 +876,7 @@ void Engine::TranslateClientToServer(Flow* f, PacketView& v) {
   net::TcpRewriter w(v);
   if (ack) w.Set32(8, (v.ack() - delta).value());
   if (v.tcp_header_len > net::kTcpHeaderLen) {
-    net::TcpOptions opts;
-    ParseOptions(v, &opts);
+    const net::TcpOptions& opts = v.opts;
     // SACK blocks name the server's bytes as the client sees them (RFC 2018
     // §3): shift them back into the backend's space.
     for (int i = 0; i < 2 * opts.sack_blocks; ++i) {
@@ -913,8 +902,7 @@ void Engine::TranslateServerToClient(Flow* f, PacketView& v) {
   net::TcpRewriter w(v);
   w.Set32(4, (v.seq() + SeqDelta(static_cast<int32_t>(f->delta))).value());
   if (v.tcp_header_len > net::kTcpHeaderLen && (f->flags & kFlowBackendTs)) {
-    net::TcpOptions opts;
-    ParseOptions(v, &opts);
+    const net::TcpOptions& opts = v.opts;
     if (opts.has_timestamps) w.Set32(opts.ts_offset, opts.tsval + f->ts_delta);
   }
   // The client scales the server's window by the shift moat advertised,
