@@ -146,22 +146,42 @@ struct PacketView {
     return payload_len + ((tcp_flags() & kTcpSyn) ? 1 : 0) + ((tcp_flags() & kTcpFin) ? 1 : 0);
   }
 
-  // In-place rewrites that keep the TCP checksum right incrementally: one
-  // field each, through TcpRewriter (below), which does the arithmetic.
-  void RewriteTcp16(uint16_t offset, uint16_t v);
-  void RewriteTcp32(uint16_t offset, uint32_t v);
+  // In-place rewrites that keep the TCP checksum right incrementally.
+  void RewriteTcp16(uint16_t offset, uint16_t v) {
+    uint8_t* p = tcp() + offset;
+    const uint16_t old = LoadBe16(p);
+    StoreBe16(p, v);
+    StoreTcpChecksum(offset, ChecksumUpdate16(SwapIfOdd(offset, tcp_checksum()), old, v));
+  }
+  void RewriteTcp32(uint16_t offset, uint32_t v) {
+    uint8_t* p = tcp() + offset;
+    const uint32_t old = LoadBe32(p);
+    StoreBe32(p, v);
+    StoreTcpChecksum(offset, ChecksumUpdate32(SwapIfOdd(offset, tcp_checksum()), old, v));
+  }
   void SetSeq(SeqNum s) { RewriteTcp32(4, s.value()); }
   void SetAck(SeqNum s) { RewriteTcp32(8, s.value()); }
   void SetWindow(uint16_t w) { RewriteTcp16(14, w); }
+
+ private:
+  // A field at an odd offset (possible inside TCP options) straddles the
+  // 16-bit words the checksum sums. One's-complement sums commute with a
+  // byte swap (RFC 1071 §2(A)): in the byte-swapped domain such a field
+  // adds up like an aligned one, so update there and swap back.
+  static uint16_t SwapIfOdd(uint16_t offset, uint16_t csum) {
+    return (offset & 1) ? __builtin_bswap16(csum) : csum;
+  }
+  void StoreTcpChecksum(uint16_t field_offset, uint16_t csum) {
+    StoreBe16(tcp() + 16, SwapIfOdd(field_offset, csum));
+  }
 };
 
-// In-place TCP field rewrites with one checksum update at the end (RFC
-// 1624 eqn. 3 over the sum of all changes): the splice rewrites several
-// fields of a segment, and one update per field would make each wait for
-// the previous one's store of the checksum. A field at an odd offset
-// (inside options) straddles the 16-bit words the checksum sums; one's-
-// complement sums commute with a byte swap (RFC 1071 §2(A)), so such
-// fields are summed in the byte-swapped domain and swapped back once.
+// Several in-place TCP field rewrites with one checksum update at the end
+// (RFC 1624 eqn. 3 over the sum of all changes), for the splice's per-
+// segment rewrites: PacketView::RewriteTcp32 updates the checksum field per
+// field, and each update waits for the previous one's store. Fields at odd
+// offsets (inside options) are summed in the byte-swapped domain, where
+// they are aligned (RFC 1071 §2(A)), and swapped back once.
 class TcpRewriter {
  public:
   explicit TcpRewriter(PacketView& v) : v_(v) {}
@@ -203,13 +223,6 @@ class TcpRewriter {
   uint32_t even_ = 0;
   uint32_t odd_ = 0;
 };
-
-inline void PacketView::RewriteTcp16(uint16_t offset, uint16_t v) {
-  TcpRewriter(*this).Set16(offset, v);
-}
-inline void PacketView::RewriteTcp32(uint16_t offset, uint32_t v) {
-  TcpRewriter(*this).Set32(offset, v);
-}
 
 // Parses Ethernet, up to two VLAN tags, IPv4/IPv6 (skipping IPv6 hop-by-hop,
 // routing and destination-options headers) and TCP. Non-IP frames parse with
