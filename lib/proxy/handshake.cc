@@ -327,9 +327,10 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     // takes less is misconfigured relative to --mss.
     stats_.Inc(Counter::k_backend_mss_smaller);
   }
-  // Spliced from here on; a FIN the client sent meanwhile makes it
-  // half-closed already.
-  Settle(f, FlowState::kSynSent, now_ns);
+  // Spliced from here on; a FIN the client sent meanwhile (held, released
+  // below) makes it half-closed already.
+  f->state = f->of(Side::kClient).Has(kHalfFin) ? FlowState::kHalfClosed
+                                                 : FlowState::kEstablished;
   f->last_seen_ns = now_ns;
   stats_.Inc(Counter::k_backend_synack);
   // Third ACK of the backend handshake, with the client's window and

@@ -70,11 +70,12 @@ template void Engine::Translate<Side::kServer>(Flow* f, PacketView& v);
 // advertised window, and an ack only counts if it does not ack bytes the
 // peer never sent, so blind injected segments cannot set up a RST "exact
 // match", a FIN or a FIN's acknowledgement.
-void Engine::Track(Flow* f, Side from, const PacketView& v) {
-  HalfFlow& me = f->of(from);
-  HalfFlow& peer = f->of(Other(from));
+template <Side kFrom>
+void Engine::Track(Flow* f, const PacketView& v) {
+  HalfFlow& me = f->of(kFrom);
+  HalfFlow& peer = f->of(Other(kFrom));
   const uint8_t flags = v.tcp_flags();
-  const SeqNum seq = from == Side::kServer ? v.seq() + f->delta : v.seq();
+  const SeqNum seq = kFrom == Side::kServer ? v.seq() + f->delta : v.seq();
   const SeqNum end = seq.Add(v.seg_len());
   const bool in_window = !peer.Has(kHalfAckSeen) || end.BeforeOrEq(peer.ack.Add(peer.window));
   if (in_window) {
@@ -94,7 +95,7 @@ void Engine::Track(Flow* f, Side from, const PacketView& v) {
       me.ack = ack;
       // Windows in SYN segments are never scaled (RFC 7323 §2.2).
       me.window = static_cast<uint32_t>(v.window())
-                  << ((flags & kTcpSyn) ? 0 : internal::WindowShift(f, from));
+                  << ((flags & kTcpSyn) ? 0 : internal::WindowShift(f, kFrom));
       me.raw_window = v.window();
       me.bits |= kHalfAckSeen;
     }
@@ -104,14 +105,26 @@ void Engine::Track(Flow* f, Side from, const PacketView& v) {
   }
 }
 
+template void Engine::Track<Side::kClient>(Flow* f, const PacketView& v);
+template void Engine::Track<Side::kServer>(Flow* f, const PacketView& v);
+
+void Engine::Track(Flow* f, Side from, const PacketView& v) {
+  if (from == Side::kClient) {
+    Track<Side::kClient>(f, v);
+  } else {
+    Track<Side::kServer>(f, v);
+  }
+}
+
 // An ACK (with data or a FIN, or neither) of a synchronized cookie flow.
 Verdict Engine::Splice(Flow* f, Side in, PacketView& v, uint64_t now_ns) {
   const FlowState before = f->state;
-  Track(f, in, v);
   if (in == Side::kClient) {
+    Track<Side::kClient>(f, v);
     Translate<Side::kClient>(f, v);
     stats_.Inc(Counter::k_fwd_client_to_server);
   } else {
+    Track<Side::kServer>(f, v);
     Translate<Side::kServer>(f, v);
     stats_.Inc(Counter::k_fwd_server_to_client);
   }

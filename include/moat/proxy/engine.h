@@ -210,6 +210,8 @@ class Engine {
   // splice.cc
   template <Side kFrom>
   void Translate(Flow* f, net::PacketView& v);
+  template <Side kFrom>
+  void Track(Flow* f, const net::PacketView& v);
   void Track(Flow* f, Side from, const net::PacketView& v);
   Verdict Splice(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
 
