@@ -5,7 +5,7 @@
 MOAT_PACKAGES=(
   build-essential meson ninja-build pkg-config
   libdpdk-dev dpdk dpdk-dev
-  libabsl-dev libgflags-dev libgtest-dev libgmock-dev
+  libabsl-dev libgflags-dev libgtest-dev libgmock-dev libmicrohttpd-dev
   libbenchmark-dev libbenchmark-tools
   clang libclang-rt-14-dev
   python3-scapy python3-numpy python3-scipy gnuplot-nox
