@@ -87,6 +87,7 @@ printf -- '--protect=198.18.0.2:80,[2001:2::2]:80\n--metrics_listen=[::1]:9101\n
 ls /dev/hugepages >"$LAB_DIR/huge.before" 2>/dev/null || true
 expect_check_ok "--check --flagfile" --check --flagfile="$cfg"
 expect_check_ok "--check --flagfile=config/lab.flags" --check --flagfile="$LAB_ROOT/config/lab.flags"
+expect_check_ok "--check --flagfile=config/moat.flags" --check --flagfile="$LAB_ROOT/config/moat.flags"
 expect_check_ok "--check after EAL options" -l 0,1 -- --check --flagfile="$cfg"
 head -c 32 /dev/urandom >"$LAB_DIR/secret" && chmod 600 "$LAB_DIR/secret"
 expect_check_ok "--check with a secret file" --check --flagfile="$cfg" --cookie_secret_file="$LAB_DIR/secret"
