@@ -19,6 +19,7 @@
 #include <cstdarg>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "absl/strings/str_format.h"
 #include "moat/dataplane/dataplane.h"
@@ -70,20 +71,37 @@ MHD_Result Reply(MHD_Connection* c, unsigned status, std::string_view body,
 }
 
 MHD_Result Handle(void* cls, MHD_Connection* c, const char* url, const char* method,
-                  const char* /*version*/, const char* /*upload_data*/, size_t* /*upload_size*/,
-                  void** /*con_cls*/) {
-  // Answering on the first call is fine for GET (no body to wait for); a
-  // body sent with a refused method is discarded by MHD.
+                  const char* /*version*/, const char* /*upload_data*/, size_t* upload_size,
+                  void** con_cls) {
+  // Refusals go out at once (MHD then discards any body and closes).
   if (std::strcmp(url, "/metrics") != 0) {
     return Reply(c, MHD_HTTP_NOT_FOUND, "moat serves /metrics only\n");
   }
   if (std::strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
     return Reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/metrics answers GET only\n", "GET");
   }
+  // A GET is answered on the second call, once the request has been read
+  // to its end: answering earlier makes MHD close the connection, and
+  // Prometheus would reconnect for every scrape instead of keeping it.
+  static int seen;
+  if (*con_cls == nullptr) {
+    *con_cls = &seen;
+    return MHD_YES;
+  }
+  if (*upload_size != 0) {
+    *upload_size = 0;  // a body on a GET: ignored
+    return MHD_YES;
+  }
   return Reply(c, MHD_HTTP_OK, static_cast<MetricsServer*>(cls)->Scrape());
 }
 
 }  // namespace
+
+int ReadPortStats(uint16_t port_id, rte_eth_stats* stats) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  return rte_eth_stats_get(port_id, stats);
+}
 
 absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view flag, std::string_view value) {
   ListenAddress out;
@@ -217,7 +235,7 @@ void DataplaneMetrics::Render(std::string* out) {
     ports[s].id = p.id;
     ports[s].side = s == 0 ? "client" : "server";
     rte_eth_stats st{};
-    ports[s].valid = rte_eth_stats_get(p.id, &st) == 0;
+    ports[s].valid = ReadPortStats(p.id, &st) == 0;
     uint64_t* v = ports[s].value;
     v[static_cast<size_t>(PortMetric::k_rx_packets)] = st.ipackets;
     v[static_cast<size_t>(PortMetric::k_tx_packets)] = st.opackets;

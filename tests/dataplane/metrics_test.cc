@@ -459,6 +459,36 @@ TEST_P(ServerTest, ServesMetricsAndRefusesTheRest) {
   (*server)->Stop();  // idempotent
 }
 
+// Prometheus keeps its connection between scrapes: two requests on one
+// HTTP/1.1 connection both get their answer.
+TEST(KeepAliveTest, TwoScrapesOnOneConnection) {
+  auto server = MetricsServer::Listen(Loopback(AF_INET));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start([](std::string* out) { out->append("moat_x 1\n"); }).ok());
+  ListenAddress a = Loopback(AF_INET);
+  reinterpret_cast<sockaddr_in*>(&a.addr)->sin_port = htons((*server)->port());
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len), 0);
+  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    // One response: headers, then the 9-byte body.
+    std::string r;
+    char buf[4096];
+    while (r.find("\r\n\r\n") == std::string::npos || !r.ends_with("moat_x 1\n")) {
+      const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      ASSERT_GT(n, 0) << "connection closed after " << i << " response(s): " << r;
+      r.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_TRUE(r.starts_with("HTTP/1.1 200")) << r;
+    EXPECT_EQ(r.find("Connection: close"), std::string::npos) << r;
+  }
+  close(fd);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, ServerTest, ::testing::Values(AF_INET, AF_INET6),
                          [](const auto& info) { return info.param == AF_INET ? "v4" : "v6"; });
 

@@ -8,11 +8,12 @@
 //   - RenderMetrics() turns plain structs (pointers to the workers' live
 //     WorkerStats/DataplaneStats, port counters, process gauges) into text.
 //     It reads the counters with Load() (relaxed atomic loads against the
-//     workers' relaxed stores): a scrape never locks and never waits for a
-//     worker. Its cost is O(workers x counters), never O(flows).
+//     workers' relaxed stores): a scrape never waits for a worker and
+//     takes no lock a worker could hold. Its cost is O(workers x
+//     counters), never O(flows).
 //   - MetricsServer binds the socket (before EAL, so a taken port fails in
 //     one line), then serves from its own thread; DataplaneMetrics fills
-//     those structs from the Dataplane and rte_eth_stats_get() at each
+//     those structs from the Dataplane and ReadPortStats() at each
 //     scrape.
 //
 // What is exported (names are moat_ + the counter's name):
@@ -43,6 +44,7 @@
 #include "moat/proxy/stats.h"
 
 struct MHD_Daemon;
+struct rte_eth_stats;
 
 namespace moat::dataplane {
 
@@ -119,6 +121,13 @@ struct ListenAddress {
 };
 // Errors name the flag: "--metrics_listen=...: expected ...".
 absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view flag, std::string_view value);
+
+// rte_eth_stats_get() under one process-wide lock. ethdev calls are not
+// thread-safe per port, and some PMDs read clear-on-read registers and
+// accumulate in software: two control threads reading at once (the metrics
+// thread and the stats table on the main lcore) could lose counts. Every
+// moat caller should go through this; returns rte_eth_stats_get's result.
+int ReadPortStats(uint16_t port_id, rte_eth_stats* stats);
 
 // The HTTP endpoint: GET /metrics answers with what `render` appends, other
 // paths 404, other methods 405. One thread serves every connection (at
