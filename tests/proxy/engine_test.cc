@@ -295,7 +295,7 @@ TEST_P(EngineTest, BackendSynAckCompletesSpliceWithThirdAck) {
   const Flow* f = h_.engine().FindFlow(c.key());
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->state, FlowState::kEstablished);
-  EXPECT_EQ(f->delta, c.delta());
+  EXPECT_EQ(static_cast<uint32_t>(f->delta.value()), c.delta());
   EXPECT_EQ(f->ts_delta, c.ts_delta());
   EXPECT_EQ(h_.Count(Counter::k_backend_synack), 1u);
 }
@@ -701,7 +701,7 @@ TEST_P(RstTest, RstIsCheckedAgainstTheReceiversWindow) {
   const Flow* f = h.engine().FindFlow(c.key());
   EXPECT_EQ(f == nullptr, t.flow_removed);
   if (f != nullptr) {
-    EXPECT_EQ((f->flags & kFlowRstPending) != 0, t.pending);
+    EXPECT_EQ(f->state == FlowState::kRstPending, t.pending);
   }
   if (t.verdict == Verdict::kDrop) {
     EXPECT_EQ(h.Count(Counter::k_drop_rst_out_of_window), 1u);
@@ -754,8 +754,8 @@ TEST_P(EngineTest, FourWayCloseEntersTimeWaitThenExpires) {
   EXPECT_EQ(h_.Send(Side::kServer, ts_s(c.S().Seq(bs).Ack(cs + 1))), Verdict::kForward);
   const Flow* f = h_.engine().FindFlow(c.key());
   ASSERT_NE(f, nullptr);
-  EXPECT_TRUE(f->flags & kFlowFinClientAcked);
-  EXPECT_EQ(f->state, FlowState::kEstablished);
+  EXPECT_TRUE(f->of(Side::kClient).Has(kHalfFinAcked));
+  EXPECT_EQ(f->state, FlowState::kHalfClosed);
   EXPECT_EQ(h_.Send(Side::kServer, ts_s(c.S().Seq(bs).Ack(cs + 1).Flags(kTcpFin | kTcpAck))),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kClient, ts_c(c.C().Seq(cs + 1).Ack(ks + 1))), Verdict::kForward);
@@ -816,8 +816,8 @@ TEST_P(EngineTest, HalfCloseKeepsDataFlowingTheOtherWay) {
   }
   const Flow* f = h_.engine().FindFlow(c.key());
   ASSERT_NE(f, nullptr);
-  EXPECT_EQ(f->state, FlowState::kEstablished);
-  EXPECT_TRUE(f->flags & kFlowFinClientAcked);
+  EXPECT_EQ(f->state, FlowState::kHalfClosed);
+  EXPECT_TRUE(f->of(Side::kClient).Has(kHalfFinAcked));
   // Half-closed flows get the shorter idle timeout (60 s, not 300 s).
   h_.Advance(61 * kSec);
   EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
@@ -1124,7 +1124,7 @@ TEST_P(EngineTest, BackendOpenedFlowIsPassedThroughUnchanged) {
   same(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn).Mss(1460).Ws(7));
   const Flow* f = h_.engine().FindFlow(KeyFor(v6()));
   ASSERT_NE(f, nullptr);
-  EXPECT_TRUE(f->flags & kFlowPassthrough);
+  EXPECT_TRUE(f->passthrough());
   same(Side::kClient, Seg::FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck).Ws(7));
   same(Side::kServer, Seg::FromServer(v6()).Seq(5001).Ack(9001).Payload(100));
   same(Side::kClient, Seg::FromClient(v6()).Seq(9001).Ack(5101).Payload(50));

@@ -184,11 +184,24 @@ struct PacketView {
 // they are aligned (RFC 1071 §2(A)), and swapped back once.
 class TcpRewriter {
  public:
+  static constexpr uint16_t kSeqOffset = 4;
+  static constexpr uint16_t kAckOffset = 8;
+  static constexpr uint16_t kWindowOffset = 14;
+
   explicit TcpRewriter(PacketView& v) : v_(v) {}
   TcpRewriter(const TcpRewriter&) = delete;
   TcpRewriter& operator=(const TcpRewriter&) = delete;
   ~TcpRewriter() { Finish(); }
 
+  // The fields moat rewrites, by name (RFC 9293 §3.1 header layout).
+  void SetSeq(SeqNum s) { Set32(kSeqOffset, s.value()); }
+  void SetAck(SeqNum s) { Set32(kAckOffset, s.value()); }
+  void SetWindow(uint16_t w) { Set16(kWindowOffset, w); }
+  // A 32-bit value inside the options (a SACK edge, TSval, TSecr), at an
+  // offset from TcpOptions (ts_offset, sack_offset), which may be odd.
+  void SetOption32(uint16_t offset, uint32_t value) { Set32(offset, value); }
+
+  // Any field, by offset from the TCP header start.
   void Set32(uint16_t offset, uint32_t value) {
     uint8_t* p = v_.tcp() + offset;
     const uint32_t old = LoadBe32(p);

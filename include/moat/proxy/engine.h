@@ -13,7 +13,17 @@
 // (a `drop_*` counter, or `cookie_invalid` for a bad cookie), so the stats
 // table explains every frame moat did not pass on.
 //
-// Decisions worth knowing (details at each site in engine.cc):
+// The code is one file per protocol phase (docs/design.md has the state
+// table):
+//   engine.cc       set-up, classification, dispatch on (state, kind)
+//   handshake.cc    SYN -> cookie SYN-ACK, cookie ACK -> backend SYN,
+//                   backend SYN-ACK -> spliced
+//   splice.cc       tracking and translation, both directions
+//   close.cc        FIN, RST (RFC 5961), TIME_WAIT, timers, generated RSTs
+//   passthrough.cc  backend-opened flows, simultaneous open
+//   icmp.cc         non-TCP IP: ICMP errors about spliced flows, hidden TCP
+//
+// Decisions worth knowing (details at each site):
 // - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
 //   receiver's last ack, or the sender's next sequence number) ends the
 //   flow; merely in-window ones are passed on and the flow kept for
@@ -24,9 +34,9 @@
 // - Without timestamps a client window-scale shift below 6 is not
 //   negotiated (the cookie cannot encode it without rounding it to "none").
 // - Checksums are verified where a segment can create, answer or end
-//   state (including any segment of a closing flow); spliced data is
-//   rewritten incrementally without a full verify (a bad checksum stays
-//   bad for the endpoint).
+//   state (any segment of a flow that is not established, and every SYN,
+//   FIN and RST); spliced data is rewritten incrementally without a full
+//   verify (a bad checksum stays bad for the endpoint).
 // - ICMP errors from the client side quoting a segment of a spliced flow
 //   reach the backend with the quoted seq in its own space (PMTU
 //   discovery), when they reach the flow's worker: RSS places them by
@@ -44,16 +54,16 @@
 #include "moat/flow/flow_table.h"
 #include "moat/flow/timer_wheel.h"
 #include "moat/net/packet.h"
-#include "moat/net/tcp_options.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/flow_state.h"
+#include "moat/proxy/held_pool.h"
 #include "moat/proxy/stats.h"
 
+namespace moat::net {
+struct TcpFrameSpec;
+}
+
 namespace moat::proxy {
-
-enum class Side : uint8_t { kClient = 0, kServer = 1 };
-
-inline Side Other(Side s) { return s == Side::kClient ? Side::kServer : Side::kClient; }
 
 enum class Verdict : uint8_t {
   kForward,   // send the frame out of the other port (possibly rewritten in place)
@@ -62,10 +72,19 @@ enum class Verdict : uint8_t {
   kConsumed,  // the engine took what it needed (copied or absorbed); free it
 };
 
-inline constexpr size_t kMaxFrame = 2048;
+// What a TCP segment is, from its flags, decided once per segment; the
+// state machine dispatches on (flow state, kind).
+enum class SegmentKind : uint8_t {
+  kSyn,       // SYN without ACK: an open
+  kSynAck,    // SYN+ACK
+  kAck,       // ACK, maybe with data, no FIN
+  kFin,       // ACK+FIN, maybe with data
+  kRst,       // RST, with or without ACK
+  kNoAck,     // none of SYN, RST, ACK (RFC 9293 §3.10.7.4: dropped when synchronized)
+  kBadFlags,  // SYN with FIN or RST: no stack sends these
+};
+
 inline constexpr size_t kMaxEmitted = 16;
-// Client segments kept per flow while the backend handshake runs.
-inline constexpr uint8_t kMaxHeldPerFlow = 4;
 // The most frames one Process() call appends: the third ACK of the backend
 // handshake plus every kept segment.
 inline constexpr size_t kMaxEmittedPerPacket = 1 + kMaxHeldPerFlow;
@@ -142,70 +161,85 @@ class Engine {
   const WorkerStats& stats() const { return stats_; }
   const EngineConfig& config() const { return config_; }
   uint32_t flow_count() const { return table_->size(); }
-  uint32_t held_free() const { return held_free_top_; }
+  uint32_t held_free() const { return held_->free_slots(); }
   // Test and diagnostics access.
   const Flow* FindFlow(const flow::FlowKey& key);
 
  private:
-  struct HeldSlot {
-    uint32_t next;
-    uint16_t len;
-    uint8_t data[kMaxFrame];
-  };
-  // A parsed frame with its flow key and hash, so a burst can hash and
+  // A classified frame with its flow key and hash, so a burst can hash and
   // prefetch before it processes.
   struct Parsed {
     net::PacketView v;
     net::ParseError err;
     bool protected_tcp;
+    SegmentKind kind;
     flow::FlowKey key;
     uint32_t hash;
+  };
+  // The frame being answered in place: its length and the room after it.
+  struct Frame {
+    uint16_t* len;
+    uint16_t capacity;
   };
 
   Engine(const EngineConfig& config, uint64_t now_ns);
 
+  // engine.cc: classification and dispatch.
   void Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p);
-  Verdict Handle(Side in, Parsed* p, uint16_t* len, uint16_t capacity, uint64_t now_ns,
-                 Output* out);
-  Verdict ClientNoFlow(Parsed* p, uint16_t* len, uint16_t capacity, uint64_t now_ns,
-                       Output* out);
-  Verdict AnswerSyn(net::PacketView& v, uint16_t* len, uint16_t capacity, uint64_t now_ns,
-                    Output* out);
-  Verdict CheckCookie(Parsed* p, uint64_t now_ns, Output* out);
-  Verdict ServerNoFlow(Parsed* p, uint64_t now_ns);
-  Verdict ClientSynSent(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
-  Verdict ServerSynSent(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
-  Verdict ClientEstablished(Flow* f, net::PacketView& v, uint64_t now_ns);
-  Verdict ServerEstablished(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
-  Verdict Passthrough(Flow* f, Side in, Parsed* p, uint64_t now_ns);
-  Verdict Rst(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+  Verdict Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+  Verdict Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+  void RemoveFlow(Flow* f);
+
+  // icmp.cc: IP that is not TCP.
+  Verdict NotTcp(Side in, net::PacketView& v);
   bool TranslateIcmpError(net::PacketView& v);
 
-  void TranslateClientToServer(Flow* f, net::PacketView& v);
-  void TranslateServerToClient(Flow* f, net::PacketView& v);
-  void TrackClient(Flow* f, const net::PacketView& v);
-  void TrackServer(Flow* f, const net::PacketView& v);
-  void AfterTrack(Flow* f, uint16_t flags_before, uint64_t now_ns);
-
+  // handshake.cc
+  Verdict ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+  Verdict AnswerSyn(net::PacketView& v, Frame frame, uint64_t now_ns, Output* out);
+  Verdict CheckCookie(Parsed* p, uint64_t now_ns, Output* out);
+  Verdict ClientWhileOpening(Flow* f, SegmentKind kind, net::PacketView& v, uint64_t now_ns,
+                             Output* out);
+  Verdict BackendAnswer(Flow* f, SegmentKind kind, net::PacketView& v, uint64_t now_ns,
+                        Output* out);
+  Verdict BackendSynAckAgain(Flow* f, net::PacketView& v, Output* out);
   bool SendBackendSyn(const Flow* f, Output* out);
-  bool SendBackendAck(const Flow* f, uint32_t seq, uint32_t ack, Output* out);
-  bool SendRst(const Flow* f, Side to, uint32_t seq, uint32_t ack, bool with_ack, Output* out);
-  bool Hold(Flow* f, const net::PacketView& v);
+  bool SendBackendAck(const Flow* f, net::SeqNum seq, net::SeqNum ack, Output* out);
   void ReleaseHeld(Flow* f, Output* out);
-  void FreeHeld(Flow* f);
-  void RemoveFlow(Flow* f);
+
+  // splice.cc
+  template <Side kFrom>
+  void Translate(Flow* f, net::PacketView& v);
+  template <Side kFrom>
+  void Track(Flow* f, const net::PacketView& v);
+  void Track(Flow* f, Side from, const net::PacketView& v);
+  Verdict Splice(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+
+  // close.cc
+  Verdict Rst(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+  Verdict ReuseTimeWait(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns,
+                        Output* out);
+  void Settle(Flow* f, FlowState before, uint64_t now_ns);
+  bool SendRst(const Flow* f, Side to, net::SeqNum seq, net::SeqNum ack, bool with_ack,
+               Output* out);
   void OnTimer(uint32_t id, uint64_t now_ns, Output* out);
   void ArmIdle(Flow* f, uint64_t now_ns);
   uint64_t IdleTimeoutNs(const Flow* f) const;
+
+  // passthrough.cc
+  Verdict BackendOpens(Parsed* p, uint64_t now_ns);
+  Verdict Passthrough(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+
+  // Frames moat generates for a flow.
+  void FillFromFlow(const Flow* f, Side to, net::TcpFrameSpec* s) const;
+  bool Emit(Output* out, Side to, const net::TcpFrameSpec& s);
 
   EngineConfig config_;
   cookie::KeySchedule keys_;
   cookie::CookieCodec codec_;
   std::unique_ptr<flow::FlowTable<Flow>> table_;
   std::unique_ptr<flow::TimerWheel> wheel_;
-  HeldSlot* held_ = nullptr;
-  uint32_t* held_free_ = nullptr;
-  uint32_t held_free_top_ = 0;
+  std::unique_ptr<HeldPool> held_;
   WorkerStats stats_;
 };
 

@@ -3,77 +3,132 @@
 // cache lines at most (static_assert below), so a table of a million flows
 // is 128 MiB and a lookup touches one or two lines.
 //
-// Sequence spaces: the client's numbers are never rewritten. The backend's
-// are shifted by `delta` so the client sees the ISN moat chose (the cookie).
-// Fields named *_cf ("client-facing") hold server-side numbers already
-// shifted into the client's view, so every comparison below is between two
-// numbers of the same space with no delta arithmetic. For passthrough flows
-// (opened by the backend) delta is 0 and the two spaces coincide.
+// Sequence spaces. The client's numbers are never rewritten; the backend's
+// are shifted by `delta` so the client sees the ISN moat chose (the
+// cookie). Everything moat tracks is kept in the numbers of the client leg
+// (the wire between the client and moat): a server half's `next` is the
+// backend's sequence number plus delta. So every comparison below is
+// between two numbers of one space, and the only place delta is applied is
+// where a backend segment enters tracking or a frame towards the backend is
+// built. For backend-opened (passthrough) flows delta is 0 and the spaces
+// coincide.
 
 #include <cstdint>
 
+#include "moat/net/seqnum.h"
+
 namespace moat::proxy {
 
+// Which port a frame arrived on or leaves by; also indexes Flow::half.
+enum class Side : uint8_t { kClient = 0, kServer = 1 };
+
+inline constexpr Side Other(Side s) { return s == Side::kClient ? Side::kServer : Side::kClient; }
+
+// The life of a flow. RFC 9293 names where moat, sitting in the middle,
+// sees what the endpoints' states would be; docs/design.md has the table of
+// (state, segment kind) -> handler -> next state.
 enum class FlowState : uint8_t {
-  kSynSent,      // cookie validated, backend SYN sent, waiting for SYN-ACK
-  kEstablished,  // spliced (or passed through); FIN flags track half-close
-  kTimeWait,     // both FINs acked: linger briefly for retransmissions
+  // Cookie flow: the client's ACK proved the cookie, moat sent the backend
+  // its SYN and waits for the SYN-ACK (moat is in SYN-SENT towards it).
+  // Backend-opened flow: the backend's SYN was seen, and the two ends have
+  // not both acknowledged yet.
+  kSynSent,
+  // Both ends synchronized; segments are spliced (or passed through).
+  kEstablished,
+  // One end sent a FIN (it is in FIN-WAIT, its peer in CLOSE-WAIT).
+  kHalfClosed,
+  // Both ends sent FINs, not both acknowledged (CLOSING / LAST-ACK).
+  kClosing,
+  // Both FINs acknowledged: lingers briefly so retransmissions of the last
+  // ACK are still translated (TIME-WAIT, shortened).
+  kTimeWait,
+  // An in-window but not exact RST was passed on (RFC 5961 §3.2); the
+  // flow stays until it is confirmed by silence or withdrawn by traffic.
+  kRstPending,
 };
 
-// Flow::flags
-inline constexpr uint16_t kFlowClientWscale = 1 << 0;   // client offered/uses wscale
-inline constexpr uint16_t kFlowBackendWscale = 1 << 1;  // backend answered wscale
-inline constexpr uint16_t kFlowTimestamps = 1 << 2;     // timestamps on the client leg
-inline constexpr uint16_t kFlowBackendTs = 1 << 3;      // backend answered timestamps
-inline constexpr uint16_t kFlowSack = 1 << 4;           // client SACK-permitted (decoded)
-inline constexpr uint16_t kFlowEcn = 1 << 5;            // client asked for ECN (decoded)
-inline constexpr uint16_t kFlowFinClient = 1 << 6;      // client sent FIN
-inline constexpr uint16_t kFlowFinServer = 1 << 7;      // server sent FIN
-inline constexpr uint16_t kFlowFinClientAcked = 1 << 8;
-inline constexpr uint16_t kFlowFinServerAcked = 1 << 9;
-inline constexpr uint16_t kFlowPassthrough = 1 << 10;  // opened by the backend: no rewriting
-inline constexpr uint16_t kFlowRstPending = 1 << 11;   // in-window RST seen, not confirmed
-inline constexpr uint16_t kFlowClientAckSeen = 1 << 12;  // client_ack_cf/client_win valid
-inline constexpr uint16_t kFlowServerAckSeen = 1 << 13;  // server_ack/server_win valid
-inline constexpr uint16_t kFlowClientSeqSeen = 1 << 14;  // client_next valid
-inline constexpr uint16_t kFlowServerSeqSeen = 1 << 15;  // server_next_cf valid
+inline constexpr const char* FlowStateName(FlowState s) {
+  switch (s) {
+    case FlowState::kSynSent: return "syn_sent";
+    case FlowState::kEstablished: return "established";
+    case FlowState::kHalfClosed: return "half_closed";
+    case FlowState::kClosing: return "closing";
+    case FlowState::kTimeWait: return "time_wait";
+    case FlowState::kRstPending: return "rst_pending";
+  }
+  return "?";
+}
+
+// Who opened the connection. Cookie flows are spliced (moat rewrites the
+// server's sequence space); backend-opened ones are tracked but never
+// rewritten.
+enum class FlowOrigin : uint8_t {
+  kCookie,   // a client's SYN, answered by moat with a cookie
+  kBackend,  // a protected backend's own SYN (simultaneous open joins it)
+};
+
+// HalfFlow::bits
+inline constexpr uint8_t kHalfWscale = 1 << 0;    // this end offered window scaling
+inline constexpr uint8_t kHalfSeqSeen = 1 << 1;   // `next` is valid
+inline constexpr uint8_t kHalfAckSeen = 1 << 2;   // `ack`, `window` are valid
+inline constexpr uint8_t kHalfFin = 1 << 3;       // this end sent a FIN (at `fin`)
+inline constexpr uint8_t kHalfFinAcked = 1 << 4;  // and the peer acknowledged it
+
+// What moat knows about one end's sending half, in client-leg numbers.
+// Updated only by segments that fit the peer's advertised window, so blind
+// injected data cannot set up a RST "exact match" or a FIN.
+struct HalfFlow {
+  net::SeqNum next;    // highest seq + len this end sent
+  net::SeqNum ack;     // latest plausible ack this end sent
+  net::SeqNum fin;     // sequence number of this end's FIN
+  uint32_t window;     // receive window this end advertised, in bytes
+  uint16_t raw_window;  // that window's field as sent
+  uint8_t wscale;      // shift this end offered (when kHalfWscale)
+  uint8_t bits;        // kHalf*
+
+  bool Has(uint8_t b) const { return (bits & b) != 0; }
+};
+
+// MACs and VLAN tags of the client-side frames that created the flow: the
+// headers of every frame moat generates for it (moat is a bump in the
+// wire; its frames go back the way the flow's frames came).
+struct L2Path {
+  uint8_t client_mac[6];  // source MAC of the client-side frames
+  uint8_t server_mac[6];  // their destination: the backend (or its router)
+  uint8_t vlan_count;
+  uint16_t vlan_tci[2];
+  uint16_t vlan_tpid[2];
+};
 
 inline constexpr uint32_t kNoHeld = 0xffffffffu;
 
 struct Flow {
   FlowState state;
-  uint8_t client_wscale;   // decoded shift (when kFlowClientWscale)
-  uint8_t backend_wscale;  // from the backend's SYN/SYN-ACK (when kFlowBackendWscale)
-  uint8_t syn_retries;     // backend SYN retransmissions so far
-  uint16_t flags;
-  uint16_t client_mss;  // decoded from the cookie
-  uint8_t held_count;
-  uint8_t vlan_count;
-  uint16_t vlan_tci[2];
-  uint16_t vlan_tpid[2];
-  uint8_t client_mac[6];  // source MAC of the client-side frames
-  uint8_t server_mac[6];  // their destination MAC: the backend (or its router)
-  uint32_t client_isn;
-  uint32_t cookie_isn;   // moat's ISN towards the client
-  uint32_t backend_isn;  // the backend's ISN
-  uint32_t delta;        // cookie_isn - backend_isn (mod 2^32)
-  uint32_t ts_delta;     // moat's SYN-ACK TSval - backend's TSval
-  uint32_t ts_ours;      // the TSval moat sent (echoed in the client's ACK)
-  uint32_t client_tsval;   // latest TSval from the client
-  uint32_t backend_tsval;  // the backend SYN-ACK's TSval (echoed in moat's ACK)
-  uint16_t client_window;  // raw window field of the client's latest ACK
-  uint16_t pad0;
-  // Tracking for RFC 5961 RST checks, FIN handling and generated RSTs.
-  uint32_t client_next;     // highest seq + len seen from the client (in window)
-  uint32_t server_next_cf;  // same for the server, client-facing
-  uint32_t client_ack_cf;   // latest ack from the client (client-facing server space)
-  uint32_t server_ack;      // latest ack from the server (client space)
-  uint32_t client_win;      // client's receive window in bytes
-  uint32_t server_win;      // server's receive window in bytes
-  uint32_t fin_client_seq;     // sequence number of the client's FIN
-  uint32_t fin_server_seq_cf;  // of the server's FIN, client-facing
-  uint32_t held_head;          // first kept segment (kNoHeld: none)
+  FlowOrigin origin;
+  uint8_t syn_retries;  // backend SYN retransmissions so far
+  uint8_t held_count;   // client segments held while kSynSent
+  // Options of the client leg, as the cookie carried them.
+  bool client_ts;   // timestamps on the client leg
+  bool backend_ts;  // the backend answered timestamps too
+  bool sack;        // client SACK-permitted
+  bool ecn;         // client asked for ECN (RFC 3168 §6.1.1)
+  uint16_t client_mss;
+  L2Path l2;
+  net::SeqNum client_isn;
+  net::SeqNum cookie_isn;   // moat's ISN towards the client
+  net::SeqNum backend_isn;  // the backend's ISN
+  net::SeqDelta delta;      // cookie_isn - backend_isn: backend -> client-leg numbers
+  uint32_t ts_delta;        // moat's SYN-ACK TSval - the backend's TSval
+  uint32_t ts_ours;         // the TSval moat sent (echoed in the client's ACK)
+  uint32_t client_tsval;    // latest TSval from the client
+  uint32_t backend_tsval;   // the backend SYN-ACK's TSval (echoed in moat's ACK)
+  HalfFlow half[2];         // indexed by Side: each end's sending half
+  uint32_t held_head;       // first held segment (kNoHeld: none)
   uint64_t last_seen_ns;
+
+  HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }
+  const HalfFlow& of(Side s) const { return half[static_cast<int>(s)]; }
+  bool passthrough() const { return origin == FlowOrigin::kBackend; }
 };
 static_assert(sizeof(Flow) <= 128, "per-flow state must fit two cache lines");
 

@@ -1,0 +1,90 @@
+#pragma once
+// Helpers shared by the engine's phase files (lib/proxy/*.cc); not part of
+// the public API.
+
+#include <cstdint>
+#include <cstring>
+
+#include "moat/net/builder.h"
+#include "moat/net/packet.h"
+#include "moat/proxy/engine.h"
+#include "moat/proxy/flow_state.h"
+
+namespace moat::proxy::internal {
+
+inline constexpr uint64_t kNsPerMs = 1'000'000;
+inline constexpr uint64_t kNsPerSec = 1'000'000'000;
+// SYN-ACK window: unscaled (RFC 7323 §2.2), so the largest 16-bit value.
+inline constexpr uint16_t kSynAckWindow = 65535;
+
+inline uint32_t ClockMs(uint64_t now_ns) { return static_cast<uint32_t>(now_ns / kNsPerMs); }
+
+inline SegmentKind KindOf(uint8_t flags) {
+  if (flags & net::kTcpSyn) {
+    if (flags & (net::kTcpFin | net::kTcpRst)) return SegmentKind::kBadFlags;
+    return (flags & net::kTcpAck) ? SegmentKind::kSynAck : SegmentKind::kSyn;
+  }
+  if (flags & net::kTcpRst) return SegmentKind::kRst;
+  if (!(flags & net::kTcpAck)) return SegmentKind::kNoAck;
+  return (flags & net::kTcpFin) ? SegmentKind::kFin : SegmentKind::kAck;
+}
+
+// (w << from) >> to, clamped to the 16-bit field. A non-zero window never
+// becomes zero: that would stall the sender until a window probe.
+inline uint16_t Rescale(uint16_t w, int from_shift, int to_shift) {
+  const uint64_t bytes = static_cast<uint64_t>(w) << from_shift;
+  uint64_t field = bytes >> to_shift;
+  if (field > 0xffff) field = 0xffff;
+  if (field == 0 && w != 0) field = 1;
+  return static_cast<uint16_t>(field);
+}
+
+// The shift `side` applies to its own window fields. RFC 7323 §2.2:
+// scaling is on for a connection only if both SYNs carried the option. On
+// a cookie flow moat answers the client's offer itself, so the client leg
+// scales whenever the client offered; moat offers the backend scaling only
+// when the client did, so the backend's leg scales when the backend
+// answered. On a backend-opened flow both ends must have offered.
+inline int WindowShift(const Flow* f, Side side) {
+  const HalfFlow& h = f->of(side);
+  if (!h.Has(kHalfWscale)) return 0;
+  const bool agreed =
+      (side == Side::kClient && !f->passthrough()) || f->of(Other(side)).Has(kHalfWscale);
+  return agreed ? h.wscale : 0;
+}
+
+// The path of a flow's frames, from a frame that travels client -> server
+// (`client_side`) or server -> client.
+inline void CopyL2(const net::PacketView& v, bool client_side, L2Path* l2) {
+  std::memcpy(client_side ? l2->client_mac : l2->server_mac, v.src_mac(), 6);
+  std::memcpy(client_side ? l2->server_mac : l2->client_mac, v.dst_mac(), 6);
+  l2->vlan_count = v.vlan_count;
+  for (int i = 0; i < v.vlan_count; ++i) {
+    l2->vlan_tci[i] = v.vlan_tci[i];
+    l2->vlan_tpid[i] = v.vlan_tpid[i];
+  }
+}
+
+inline void CopyVlans(uint8_t count, const uint16_t* tci, const uint16_t* tpid,
+                      net::TcpFrameSpec* s) {
+  s->vlan_count = count;
+  for (int i = 0; i < count; ++i) {
+    s->vlan_tci[i] = tci[i];
+    s->vlan_tpid[i] = tpid[i];
+  }
+}
+
+// Ethernet/VLAN/IP/ports of a reply to `v`: everything swapped, VLAN tags
+// kept (moat is a bump in the wire; the reply goes back the same way).
+inline void FillReplyTo(const net::PacketView& v, net::TcpFrameSpec* s) {
+  std::memcpy(s->src_mac.b, v.dst_mac(), 6);
+  std::memcpy(s->dst_mac.b, v.src_mac(), 6);
+  CopyVlans(v.vlan_count, v.vlan_tci, v.vlan_tpid, s);
+  s->ipv6 = v.ipv6();
+  s->src_addr = v.dst_addr();  // BuildTcpFrame copies addresses first
+  s->dst_addr = v.src_addr();
+  s->src_port = v.dst_port();
+  s->dst_port = v.src_port();
+}
+
+}  // namespace moat::proxy::internal
