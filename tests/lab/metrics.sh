@@ -114,7 +114,7 @@ wait_for "Prometheus scraping moat (up == 1)" 30 q_at_least 'up{job="moat"}' 1
 base_syn=$(q 'sum(moat_syn_received_total)')
 base_valid=$(q 'sum(moat_cookie_valid_total)')
 echo "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') on $P: moat target up; syn_received=$base_syn cookie_valid=$base_valid before traffic"
-[ "$base_syn" = 0 ] && [ "$base_valid" = 0 ] || lab_fail "counters not zero before any traffic"
+if [ "$base_syn" != 0 ] || [ "$base_valid" != 0 ]; then lab_fail "counters not zero before any traffic"; fi
 
 # --- known traffic: N_SYN bare SYNs, then N_HTTP requests ---
 server_mac=$(ip -n "$LAB_S" -br link show eth0 | awk '{print $3}')
