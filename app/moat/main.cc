@@ -35,7 +35,7 @@
 #include "moat/dataplane/report.h"
 #include "moat/proxy/config.h"
 
-// The command-line contract (DESIGN.md): these names are relied on.
+// The command-line contract (docs/design.md): these names are relied on.
 DEFINE_uint32(client_port, 0, "ethdev port facing the clients (EAL probe order)");
 DEFINE_uint32(server_port, 1, "ethdev port facing the backends (EAL probe order)");
 DEFINE_string(protect, "",
