@@ -475,18 +475,18 @@ def describe_hide(name, raw, may_hide):
 
 
 # --- Output -----------------------------------------------------------------
-
-def c_bytes(b, indent):
-    rows = []
-    for i in range(0, len(b), 12):
-        rows.append(indent + ", ".join("0x%02x" % x for x in b[i:i + 12]) + ",")
-    return "\n".join(rows)
-
+#
+# Frames are string literals in constexpr tables, not brace lists of bytes
+# in std::vectors: the brace lists made this header take minutes to compile
+# under AddressSanitizer (one huge static initializer).
 
 def c_frame(b, out):
-    out.append("       {")
-    out.append(c_bytes(b, "           "))
-    out.append("       },")
+    """A frame as a string literal of \\xNN escapes (16 bytes a line) and
+    its length."""
+    for i in range(0, len(b), 16):
+        out.append("       \"" + "".join("\\x%02x" % x for x in b[i:i + 16]) + "\"")
+    out[-1] += ","
+    out.append("       %d," % len(b))
 
 
 def c_addr(b):
@@ -500,18 +500,27 @@ def render():
         "// clang-format off",
         "#pragma once",
         "",
+        "#include <cstddef>",
         "#include <cstdint>",
+        "#include <span>",
         "#include <vector>",
         "",
         "#include \"moat/net/packet.h\"",
         "",
         "namespace moat::testing {",
         "",
+        "// A copy of a frame's bytes, sized exactly (so ASan sees an overread).",
+        "inline std::vector<uint8_t> IcmpVectorFrame(const char* bytes, size_t len) {",
+        "  const auto* p = reinterpret_cast<const uint8_t*>(bytes);",
+        "  return std::vector<uint8_t>(p, p + len);",
+        "}",
+        "",
         "// An ICMP error (or not) and what ParseIcmpTcpQuote must say about it.",
         "// Offsets are from the frame start.",
         "struct IcmpQuoteVector {",
         "  const char* name;",
-        "  std::vector<uint8_t> frame;",
+        "  const char* frame_bytes;",
+        "  size_t frame_len;",
         "  bool ok;  // the rest is meaningful only when true",
         "  uint8_t type;",
         "  uint8_t addr_len;",
@@ -519,28 +528,35 @@ def render():
         "  uint16_t src_port, dst_port;",
         "  uint16_t seq_offset;",
         "  uint32_t seq;",
+        "  std::vector<uint8_t> frame() const { return IcmpVectorFrame(frame_bytes, frame_len); }",
         "};",
         "",
         "// The same ICMP error with two quoted seqs; scapy computed both ICMP",
         "// checksums.",
         "struct IcmpRewriteVector {",
         "  const char* name;",
-        "  std::vector<uint8_t> before, after;",
+        "  const char* before_bytes;",
+        "  size_t before_len;",
+        "  const char* after_bytes;",
+        "  size_t after_len;",
         "  uint32_t new_seq;",
+        "  std::vector<uint8_t> before() const { return IcmpVectorFrame(before_bytes, before_len); }",
+        "  std::vector<uint8_t> after() const { return IcmpVectorFrame(after_bytes, after_len); }",
         "};",
         "",
         "// An IP packet and what ParseFrame and MayHideTcp must say about it.",
         "struct MayHideTcpVector {",
         "  const char* name;",
-        "  std::vector<uint8_t> frame;",
+        "  const char* frame_bytes;",
+        "  size_t frame_len;",
         "  net::L3 l3;",
         "  uint8_t l4_proto;",
         "  bool is_fragment, is_tcp;",
         "  bool may_hide_tcp;",
+        "  std::vector<uint8_t> frame() const { return IcmpVectorFrame(frame_bytes, frame_len); }",
         "};",
         "",
-        "inline const std::vector<IcmpQuoteVector>& IcmpQuoteVectors() {",
-        "  static const std::vector<IcmpQuoteVector> v = {",
+        "inline constexpr IcmpQuoteVector kIcmpQuoteVectors[] = {",
     ]
     for name, raw, l3_end, ok in QUOTES:
         d = describe_quote(name, raw, l3_end, ok)
@@ -551,17 +567,13 @@ def render():
         out.append("       %s," % c_addr(d["dst"]))
         out.append("       %d, %d, %d, 0x%08xu}," % (d["sport"], d["dport"], d["seq_offset"],
                                                      d["seq"]))
-    out += ["  };", "  return v;", "}", "",
-            "inline const std::vector<IcmpRewriteVector>& IcmpRewriteVectors() {",
-            "  static const std::vector<IcmpRewriteVector> v = {"]
+    out += ["};", "", "inline constexpr IcmpRewriteVector kIcmpRewriteVectors[] = {"]
     for name, before, after, new in REWRITES:
         out.append("      {\"%s\"," % name)
         c_frame(before, out)
         c_frame(after, out)
         out.append("       0x%08xu}," % new)
-    out += ["  };", "  return v;", "}", "",
-            "inline const std::vector<MayHideTcpVector>& MayHideTcpVectors() {",
-            "  static const std::vector<MayHideTcpVector> v = {"]
+    out += ["};", "", "inline constexpr MayHideTcpVector kMayHideTcpVectors[] = {"]
     for name, raw, may_hide in HIDES:
         d = describe_hide(name, raw, may_hide)
         out.append("      {\"%s\"," % name)
@@ -569,8 +581,19 @@ def render():
         out.append("       net::L3::%s, %d, %s, %s, %s}," % (
             d["l3"], d["l4_proto"], str(d["is_fragment"]).lower(), str(d["is_tcp"]).lower(),
             str(may_hide).lower()))
-    out += ["  };", "  return v;", "}", "", "}  // namespace moat::testing", "// clang-format on",
-            ""]
+    out += [
+        "};",
+        "",
+        "inline std::span<const IcmpQuoteVector> IcmpQuoteVectors() { return kIcmpQuoteVectors; }",
+        "inline std::span<const IcmpRewriteVector> IcmpRewriteVectors() {",
+        "  return kIcmpRewriteVectors;",
+        "}",
+        "inline std::span<const MayHideTcpVector> MayHideTcpVectors() { return kMayHideTcpVectors; }",
+        "",
+        "}  // namespace moat::testing",
+        "// clang-format on",
+        "",
+    ]
     return "\n".join(out)
 
 
