@@ -14,7 +14,6 @@
 #include <cstring>
 #include <random>
 #include <set>
-#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
