@@ -36,12 +36,12 @@ class Driver {
     Collect();
     return v;
   }
-  Verdict Send(Side in, const Seg& s) {
-    Frame f = s.Build();
+  Verdict Send(Side in, const TcpPacket& s) {
+    Frame f = s.BuildFrame();
     return Send(in, f);
   }
-  Verdict Send(Side in, const Seg& s, Seen* rewritten) {
-    Frame f = s.Build();
+  Verdict Send(Side in, const TcpPacket& s, Seen* rewritten) {
+    Frame f = s.BuildFrame();
     const Verdict v = Send(in, f);
     *rewritten = ParseSeen(v == Verdict::kReflect ? in : Other(in), f.buf, f.len);
     return v;
@@ -103,21 +103,21 @@ void Lifecycle(Driver& d, bool v6, uint16_t port) {
   ASSERT_EQ(d.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
   ASSERT_EQ(d.emitted.size(), 2u);
   const uint32_t cs = c.client_isn + 101, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
-  ASSERT_EQ(d.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Payload(500)
-                                      .Ts(c.backend_tsval + 1, c.client_tsval)),
+  ASSERT_EQ(d.Send(Side::kServer, c.S().Seq(bs).Ack(cs).PayloadFill(500, 'x')
+                                      .Timestamps(c.backend_tsval + 1, c.client_tsval)),
             Verdict::kForward);
-  ASSERT_EQ(d.Send(Side::kClient, c.C().Seq(cs).Ack(ks + 500).Payload(10)
-                                      .Ts(c.client_tsval + 1, c.synack_tsval + 1)
-                                      .Sack({ks + 100, ks + 200})),
+  ASSERT_EQ(d.Send(Side::kClient, c.C().Seq(cs).Ack(ks + 500).PayloadFill(10, 'x')
+                                      .Timestamps(c.client_tsval + 1, c.synack_tsval + 1)
+                                      .SackBlocks({ks + 100, ks + 200})),
             Verdict::kForward);
   ASSERT_EQ(d.Send(Side::kClient, c.C().Seq(cs + 10).Ack(ks + 500).Flags(kTcpFin | kTcpAck)
-                                      .Ts(c.client_tsval + 2, c.synack_tsval + 1)),
+                                      .Timestamps(c.client_tsval + 2, c.synack_tsval + 1)),
             Verdict::kForward);
   ASSERT_EQ(d.Send(Side::kServer, c.S().Seq(bs + 500).Ack(cs + 11).Flags(kTcpFin | kTcpAck)
-                                      .Ts(c.backend_tsval + 2, c.client_tsval + 2)),
+                                      .Timestamps(c.backend_tsval + 2, c.client_tsval + 2)),
             Verdict::kForward);
   ASSERT_EQ(d.Send(Side::kClient, c.C().Seq(cs + 11).Ack(ks + 501)
-                                      .Ts(c.client_tsval + 3, c.synack_tsval + 2)),
+                                      .Timestamps(c.client_tsval + 3, c.synack_tsval + 2)),
             Verdict::kForward);
   d.now += 6 * kSec;
   d.Tick();  // TIME_WAIT ends
@@ -149,7 +149,7 @@ void Lifecycle(Driver& d, bool v6, uint16_t port) {
   for (int i = 0; i < 40; ++i) {
     Conn b = c;
     b.client_port = static_cast<uint16_t>(port + 10 + i);
-    frames.push_back(i % 2 ? ClientSyn(b).Build() : b.C().Seq(1).Ack(2).Build());
+    frames.push_back(i % 2 ? ClientSyn(b).BuildFrame() : b.C().Seq(1).Ack(2).BuildFrame());
   }
   std::vector<Verdict> verdicts;
   ASSERT_EQ(d.Burst(Side::kClient, frames, &verdicts), frames.size());
