@@ -3,8 +3,8 @@
 // (tests/testing/packet_builder.h, so every input has correct checksums
 // unless a test breaks them on purpose): the test connection's endpoints
 // and segment defaults, a harness that runs Process()/Tick() and keeps
-// what the engine emitted, and drivers that bring a flow to a given
-// state.
+// what the engine emitted, counter snapshots and their expected deltas,
+// and drivers that bring a flow to a given state.
 
 #include <cstdint>
 #include <cstring>
@@ -159,20 +159,57 @@ class Harness {
     return v;
   }
 
+  // Parses what the engine appended to the Output into emitted() (after
+  // what is there already) and clears the Output.
   void Drain() {
-    for (size_t i = 0; i < out_->size(); ++i) {
+    for (size_t i = filler_; i < out_->size(); ++i) {
       const Emitted e = (*out_)[i];
       emitted_.push_back(ParseSeen(e.out, e.data, e.len));
     }
     out_->Clear();
+    filler_ = 0;
+  }
+  void ClearEmitted() { emitted_.clear(); }
+
+  // Occupies the Output with placeholder frames until only `room` is left,
+  // as a dataplane that broke the drain contract would leave it; Drain()
+  // skips (and removes) them.
+  void FillOutput(size_t room) {
+    while (out_->room() > room) {
+      out_->Commit(Side::kClient, 1);
+      ++filler_;
+    }
   }
 
  private:
   uint64_t now_;
+  size_t filler_ = 0;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Output> out_;
   std::vector<Seen> emitted_;
 };
+
+// One expected counter change between two snapshots (negative: a gauge
+// that went down).
+struct CounterDelta {
+  Counter counter;
+  int64_t by;
+};
+
+// Expects that from `before` to `after` exactly the listed counters moved,
+// each by its amount, and every other counter stayed put; names each
+// counter that did otherwise.
+inline void ExpectCounterDeltas(const std::vector<uint64_t>& before,
+                                const std::vector<uint64_t>& after,
+                                std::initializer_list<CounterDelta> expected) {
+  ASSERT_EQ(before.size(), kNumCounters);
+  ASSERT_EQ(after.size(), kNumCounters);
+  std::vector<int64_t> want(kNumCounters, 0);
+  for (const CounterDelta& d : expected) want[static_cast<size_t>(d.counter)] += d.by;
+  for (size_t i = 0; i < kNumCounters; ++i) {
+    EXPECT_EQ(static_cast<int64_t>(after[i] - before[i]), want[i]) << "counter " << kCounterNames[i];
+  }
+}
 
 inline bool IsDropCounter(size_t i) {
   const std::string name = kCounterNames[i];

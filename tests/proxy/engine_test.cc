@@ -1185,65 +1185,6 @@ TEST(EnginePassthroughTest, FullTableForwardsUntracked) {
   EXPECT_EQ(h.Count(Counter::k_passthrough_untracked), 1u);
 }
 
-// ---------------------------------------------------------------------------
-// Burst entry point.
-
-TEST(EngineBurstTest, BurstMatchesOneByOne) {
-  Harness single, burst;
-  std::vector<Frame> frames;
-  for (int i = 0; i < 40; ++i) {
-    Conn c;
-    c.client_port = static_cast<uint16_t>(41000 + i);
-    c.client_isn = 0xFFFFFFF0u + i;
-    switch (i % 4) {
-      case 0: frames.push_back(ClientSyn(c).BuildFrame()); break;
-      case 1: frames.push_back(c.C().Seq(5).Ack(6).BuildFrame()); break;  // bad cookie
-      case 2: frames.push_back(FromClient().Ports(1, 81).BuildFrame()); break;
-      default: {
-        Frame runt;
-        runt.len = 12;
-        frames.push_back(runt);
-      }
-    }
-  }
-  std::vector<Frame> copy = frames;
-  std::vector<Verdict> one;
-  for (Frame& f : frames) one.push_back(single.Send(Side::kClient, f));
-
-  std::vector<uint8_t*> ptrs;
-  std::vector<uint16_t> lens;
-  for (Frame& f : copy) {
-    ptrs.push_back(f.buf);
-    lens.push_back(f.len);
-  }
-  std::vector<Verdict> many(copy.size());
-  const uint16_t n = burst.engine().ProcessBurst(Side::kClient, ptrs.data(), lens.data(),
-                                                 kMaxFrame, static_cast<uint16_t>(copy.size()),
-                                                 burst.now(), many.data(), burst.out());
-  ASSERT_EQ(n, copy.size());
-  for (size_t i = 0; i < copy.size(); ++i) {
-    EXPECT_EQ(one[i], many[i]) << i;
-    EXPECT_EQ(frames[i].len, lens[i]);
-    EXPECT_EQ(std::memcmp(frames[i].buf, copy[i].buf, lens[i]), 0) << i;
-  }
-  EXPECT_EQ(single.Snapshot(), burst.Snapshot());
-}
-
-TEST(EngineBurstTest, BurstStopsWhenOutputIsNearlyFull) {
-  Harness h;
-  // Fill the Output so that less than one packet's worth is left.
-  for (size_t i = 0; i + kMaxEmittedPerPacket <= kMaxEmitted; ++i) {
-    h.out()->Commit(Side::kClient, 1);
-  }
-  Frame f = ClientSyn(Conn{}).BuildFrame();
-  uint8_t* ptrs[1] = {f.buf};
-  uint16_t lens[1] = {f.len};
-  Verdict verdicts[1];
-  EXPECT_EQ(h.engine().ProcessBurst(Side::kClient, ptrs, lens, kMaxFrame, 1, h.now(), verdicts,
-                                    h.out()),
-            0);
-}
-
 TEST(EngineConfigTest, CreateRejectsBadConfig) {
   EngineConfig cfg = DefaultConfig();
   cfg.wscale = 15;
