@@ -235,6 +235,8 @@ struct Conn {
   bool sack = true;
   bool ecn = false;
   uint16_t mss = 1460;
+  uint16_t backend_mss = 1460;
+  bool backend_ts = true;  // the backend answers timestamps when the client sent them
   uint16_t client_win = 502;
   uint16_t backend_win = 509;
   uint16_t client_port = kClientPort;
@@ -288,9 +290,9 @@ inline Seen DriveToSynSent(Harness& h, Conn* c, size_t payload = 0) {
 
 inline TcpPacket BackendSynAck(const Conn& c) {
   TcpPacket s = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(net::kTcpSyn | net::kTcpAck)
-              .Window(65160).Mss(1460);
+              .Window(65160).Mss(c.backend_mss);
   if (c.sack) s.SackPermitted();
-  if (c.ts) s.Timestamps(c.backend_tsval, c.client_tsval);
+  if (c.ts && c.backend_ts) s.Timestamps(c.backend_tsval, c.client_tsval);
   if (c.backend_ws >= 0) s.WindowScale(static_cast<uint8_t>(c.backend_ws));
   return s;
 }
