@@ -87,6 +87,7 @@
 // opaque to the peer, which only echoes it), and the echo in the ACK's
 // TSecr overrides the ISN's coarse bits (DecodeTsecrChecked).
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -161,6 +162,28 @@ class CookieCodec {
   // and ecn false: apply DecodeTsecrChecked when the ACK has timestamps).
   bool CheckIsn(const CookieTuple& t, uint32_t client_isn, uint32_t cookie_isn, uint64_t now_ns,
                 SynOptions* out) const;
+
+  // The same for a burst: isns_out[i] = MakeIsn(tuples[i], client_isns[i],
+  // syn[i], now_ns) for every i < n, bit for bit, on every CPU and path
+  // (see siphash_batch.h). IPv4 and IPv6 tuples may be mixed; any n
+  // (0 included; bursts above kBatchChunk run as several chunks). Refreshes
+  // the keys once, so the whole burst gets one slot and key. No allocation.
+  void MakeIsnBatch(const CookieTuple* tuples, const uint32_t* client_isns, const SynOptions* syn,
+                    size_t n, uint64_t now_ns, uint32_t* isns_out) const;
+  // valid_out[i] = CheckIsn(tuples[i], client_isns[i], cookie_isns[i],
+  // now_ns, &out[i]) for every i < n, and out[i] is what CheckIsn would
+  // decode where valid_out[i]; where not, out[i] is left untouched, as
+  // CheckIsn leaves it. Returns the number of valid cookies. Same
+  // guarantees as MakeIsnBatch.
+  size_t CheckIsnBatch(const CookieTuple* tuples, const uint32_t* client_isns,
+                       const uint32_t* cookie_isns, size_t n, uint64_t now_ns, SynOptions* out,
+                       bool* valid_out) const;
+  // Items hashed together at most; longer batches are split into chunks of
+  // this many (stack staging, the size of a DPDK rx burst).
+  static constexpr size_t kBatchChunk = 64;
+  // The implementation the batch calls use (scalar, avx2), for the
+  // start-up log; SetSipBatchPath() in siphash_batch.h forces one.
+  static const char* BatchPathName();
 
   // The TSval for moat's SYN-ACK: clock with its low 6 bits replaced by
   // the client's exact window shift (0xf = none), SACK and ECN.
