@@ -259,15 +259,26 @@ struct CheckJob {
         static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(eq_a))) |
         (static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(eq_b))) << 4);
     const size_t n = pos.Lanes(g);
-    size_t valid_here = 0;
-    for (size_t l = 0; l < n; ++l) {
-      const size_t i = pos.Item(g * kGroup + l);
-      const bool ok = (bits >> l) & 1;
-      valid_out[i] = ok;
-      valid_here += ok;
-      if (ok) DecodeMeta(kV6, static_cast<uint32_t>(rows[kBlocks - 1][l]) & kMetaMask, &out[i]);
+    const size_t first = g * kGroup;
+    uint32_t ok = bits & ((1u << n) - 1);
+    if (!kList && n == kGroup) {
+      // The 8 verdicts as 8 bools in one store: byte l = bit l.
+      const __m128i lane_bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0);
+      const __m128i set =
+          _mm_cmpeq_epi8(_mm_and_si128(_mm_set1_epi8(static_cast<char>(bits)), lane_bit), lane_bit);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(valid_out + first),
+                       _mm_and_si128(set, _mm_set1_epi8(1)));
+    } else {
+      for (size_t l = 0; l < n; ++l) valid_out[pos.Item(first + l)] = (bits >> l) & 1;
     }
-    *valid += valid_here;
+    // Decode the valid ones only: none in a flood of guesses.
+    while (ok != 0) {
+      const int l = __builtin_ctz(ok);
+      ok &= ok - 1;
+      ++*valid;
+      DecodeMeta(kV6, static_cast<uint32_t>(rows[kBlocks - 1][l]) & kMetaMask,
+                 &out[pos.Item(first + l)]);
+    }
   }
 };
 
