@@ -80,9 +80,20 @@
 // Bursts: MakeIsnBatch and CheckIsnBatch give exactly the ISNs and
 // verdicts of MakeIsn and CheckIsn item by item, on every path
 // (siphash_batch.h: scalar, or 8 messages in AVX2 lanes, chosen at run
-// time). Measured the same run (release, burst of 32, IPv4, AMD EPYC Zen
-// 2, TSC cycles per cookie from CPU time): MakeIsnBatch 14.6 vs MakeIsn
-// one at a time 33, CheckIsnBatch 18 vs 35; IPv6 ~20 vs ~45.
+// time). Measured in one run (release, bursts of 32, AMD EPYC Zen 2 on a
+// busy shared VM, TSC cycles per cookie from CPU time, best of 5):
+//
+//                          one at a time   burst, avx2   burst, scalar
+//   make IPv4                 35.6           16.2 (15.4/64)  29.7
+//   make IPv6                 48.7           19.4            42.9
+//   check IPv4, valid         38.4           19.4            36.3
+//   check IPv4, random ACKs   35.6           16.6            34.6
+//   check IPv6, valid         52.6           23.9            51.0
+//   make, IPv4/IPv6 mixed      -             33.0            34.4
+//
+// A burst that mixes families at random gains little: each family runs as
+// its own short pipeline, with its start, end and padded lanes exposed.
+// Floods are one family.
 //
 // Options: 8-entry MSS tables per family (the largest entry <= the
 // client's MSS; index 0, the RFC 9293 §3.7.1 / RFC 8200 §5 default, when
