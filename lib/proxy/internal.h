@@ -10,6 +10,32 @@
 #include "moat/proxy/engine.h"
 #include "moat/proxy/flow_state.h"
 
+namespace moat::proxy {
+
+// What a client's SYN asked for, already narrowed to what moat agrees to
+// (--sack, --timestamps, --ecn): from the SYN itself, or from its SYN-cache
+// entry for a retransmitted SYN-ACK.
+struct Engine::SynAsk {
+  uint16_t mss = 0;                         // 0: no MSS option
+  uint8_t wscale = cookie::kNoWindowScale;  // the client's shift
+  bool sack = false;
+  bool ts = false;
+  bool ecn = false;  // ECE+CWR in the SYN (RFC 3168 §6.1.1)
+  uint32_t tsval = 0;
+};
+
+// What moat answers: the options the cookie (ISN, TSval) carries, and what
+// the SYN-ACK offers. They differ only where an entry keeps more than the
+// cookie can carry (syn_answer.cc).
+struct Engine::SynAnswer {
+  cookie::SynOptions cookie;
+  bool offer_ws = false;
+  uint8_t our_wscale = 0;  // the shift moat offers when offer_ws
+  bool ece = false;
+};
+
+}  // namespace moat::proxy
+
 namespace moat::proxy::internal {
 
 inline constexpr uint64_t kNsPerMs = 1'000'000;

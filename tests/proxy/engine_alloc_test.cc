@@ -224,6 +224,35 @@ TEST(EngineAllocTest, HotPathNeverAllocates) {
   EXPECT_EQ((*e)->flow_count(), 0u);
 }
 
+TEST(EngineAllocTest, SynCacheNeverAllocates) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.syn_cache_entries = 64;
+  cfg.syn_flood_rate = 1000;
+  auto e = Engine::Create(cfg, kT0);
+  ASSERT_TRUE(e.ok());
+  Driver d(e->get());
+  Lifecycle(d, false, 20000);
+  g_allocations = 0;
+  // Entries made and taken by third ACKs, a burst of SYNs.
+  Lifecycle(d, false, 21000);
+  Lifecycle(d, true, 22000);
+  // Unanswered SYNs (evictions, the switch to cookie-only mode), their
+  // retransmissions and expiry, and the switch back.
+  for (uint16_t i = 0; i < 200; ++i) {
+    Conn c;
+    c.client_port = static_cast<uint16_t>(30000 + i);
+    d.Send(Side::kClient, ClientSyn(c));
+  }
+  for (int i = 0; i < 100; ++i) {
+    d.now += 100 * kMs;
+    d.Tick();
+  }
+  EXPECT_EQ(g_allocations.load(), 0u) << "operator new called on the hot path";
+  EXPECT_FALSE((*e)->cookie_only());
+  EXPECT_EQ((*e)->syn_cache()->size(), 0u);
+  EXPECT_GT((*e)->stats().Load(Counter::k_syn_cache_to_cache), 0u);
+}
+
 TEST(EngineAllocTest, CounterSeesAllocations) {
   // The instrument works: a vector growing under counting is seen.
   g_allocations = 0;

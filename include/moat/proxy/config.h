@@ -83,6 +83,15 @@ struct EngineConfig {
   uint32_t flow_capacity = 65536;
   uint32_t held_slots = 4096;
 
+  // SYN cache (include/moat/proxy/syn_cache.h): pending handshakes kept
+  // per worker so the backend SYN carries the client's exact options; 0
+  // answers every SYN with a cookie only. Above syn_flood_rate SYNs per
+  // second on a worker (or with the cache 75% full) the worker answers
+  // with cookies only, and returns after a calm second below a quarter of
+  // the rate.
+  uint32_t syn_cache_entries = 4096;
+  uint32_t syn_flood_rate = 20000;
+
   // Backend handshake: initial RTO per RFC 6298 §2.1, doubled per retry.
   uint32_t backend_syn_rto_ms = 1000;
   uint32_t backend_syn_retries = 3;

@@ -58,6 +58,7 @@
 #include "moat/proxy/flow_state.h"
 #include "moat/proxy/held_pool.h"
 #include "moat/proxy/stats.h"
+#include "moat/proxy/syn_cache.h"
 
 namespace moat::net {
 struct TcpFrameSpec;
@@ -162,6 +163,13 @@ class Engine {
   const EngineConfig& config() const { return config_; }
   uint32_t flow_count() const { return table_->size(); }
   uint32_t held_free() const { return held_->free_slots(); }
+  // The SYN cache (nullptr when --syn_cache_entries=0) and the worker's
+  // mode: true while SYNs are answered with cookies only (flood).
+  const SynCache* syn_cache() const { return syn_cache_.get(); }
+  bool cookie_only() const { return syn_cache_ == nullptr || flood_.cookie_only(); }
+  // Bytes Create() allocates per engine for `config` (start-up plan).
+  static uint64_t MemoryBytes(const EngineConfig& config);
+  static uint64_t SynCacheBytes(const EngineConfig& config);
   // Test and diagnostics access.
   const Flow* FindFlow(const flow::FlowKey& key);
 
@@ -196,7 +204,7 @@ class Engine {
 
   // handshake.cc
   Verdict ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
-  Verdict AnswerSyn(net::PacketView& v, Frame frame, uint64_t now_ns, Output* out);
+  Verdict AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
   Verdict CheckCookie(Parsed* p, uint64_t now_ns, Output* out);
   Verdict ClientWhileOpening(Flow* f, SegmentKind kind, net::PacketView& v, uint64_t now_ns,
                              Output* out);
@@ -206,6 +214,23 @@ class Engine {
   bool SendBackendSyn(const Flow* f, Output* out);
   bool SendBackendAck(const Flow* f, net::SeqNum seq, net::SeqNum ack, Output* out);
   void ReleaseHeld(Flow* f, Output* out);
+
+  // syn_answer.cc: what a SYN-ACK says, the SYN cache's entries, SYN-ACK
+  // retransmission, the cache/cookie mode.
+  struct SynAsk;
+  struct SynAnswer;
+  SynAsk AskFromSyn(const net::PacketView& v) const;
+  SynAnswer Answer(const SynAsk& ask, bool exact) const;
+  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, uint32_t client_isn, uint32_t isn,
+                   uint64_t now_ns, uint8_t* options, net::TcpFrameSpec* s) const;
+  // Keeps (or refreshes) the SYN's entry; true when the answer is exact.
+  bool CacheSyn(Parsed* p, const SynAsk& ask, uint64_t now_ns);
+  // On a valid cookie ACK: the entry's exact options, if there is one.
+  bool TakeCacheEntry(const Parsed* p, uint32_t client_isn, cookie::SynOptions* syn,
+                      uint8_t* our_wscale);
+  void OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out);
+  void ModeChanged();
+  void SetCacheGauge();
 
   // splice.cc
   template <Side kFrom>
@@ -240,6 +265,8 @@ class Engine {
   std::unique_ptr<flow::FlowTable<Flow>> table_;
   std::unique_ptr<flow::TimerWheel> wheel_;
   std::unique_ptr<HeldPool> held_;
+  std::unique_ptr<SynCache> syn_cache_;
+  FloodDetector flood_;
   WorkerStats stats_;
 };
 

@@ -124,6 +124,10 @@ struct Flow {
   uint32_t backend_tsval;   // the backend SYN-ACK's TSval (echoed in moat's ACK)
   HalfFlow half[2];         // indexed by Side: each end's sending half
   uint32_t held_head;       // first held segment (kNoHeld: none)
+  // The window shift moat offered the client in its SYN-ACK (when the
+  // client offered scaling): --wscale, or 0 where only the SYN cache could
+  // carry the client's shift (syn_answer.cc).
+  uint8_t our_wscale;
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

@@ -1,0 +1,255 @@
+// Answering SYNs (docs/design.md, "SYN cache"): what the SYN-ACK offers,
+// the SYN-cache entry that keeps the client's exact options, SYN-ACK
+// retransmission, and the per-worker switch between cache and cookie-only
+// mode.
+//
+// The ISN is always the cookie. An entry only adds what the cookie cannot
+// carry: the exact MSS, a window-scale shift below 6 without timestamps,
+// ECN setup without timestamps. Whatever moat offers must stay safe if the
+// entry is lost (evicted, expired, or the ACK reaches a worker or box that
+// never saw the SYN) and the ACK is served by the cookie alone:
+// - MSS: the cookie's rounded-down value is smaller; always safe.
+// - A shift below 6 without timestamps: the cookie says "no scaling". moat
+//   then offers the client window scaling with shift 0 (RFC 7323 §2.2: a
+//   valid offer; the client may scale its own windows while moat's are
+//   unscaled). With the entry the backend hears the exact shift; without
+//   it the backend reads the client's windows unscaled, i.e. smaller than
+//   they are, and moat's windows towards the client were unscaled anyway.
+//   Offering --wscale instead would make the client scale windows that
+//   a cookie-only flow sends unscaled: up to 2^14 times too large.
+// - ECN without timestamps: agreed with the entry; a lost entry leaves the
+//   backend without ECN while the client has it (RFC 3168 §6.1.1 lets
+//   either end refuse, but the client already saw ECE). The client's CE
+//   echo is then simply not answered: congestion is signalled by loss, as
+//   for a non-ECN flow. Counted as syn_cache_miss.
+
+#include <cstring>
+
+#include "internal.h"
+#include "moat/net/builder.h"
+#include "moat/net/tcp_options.h"
+#include "moat/proxy/engine.h"
+
+namespace moat::proxy {
+
+using internal::kSynAckWindow;
+using net::kTcpAck;
+using net::kTcpCwr;
+using net::kTcpEce;
+using net::kTcpSyn;
+
+Engine::SynAsk Engine::AskFromSyn(const net::PacketView& v) const {
+  const net::TcpOptions& opts = v.opts;
+  SynAsk a;
+  a.mss = opts.has_mss ? opts.mss : 0;
+  a.wscale = opts.has_wscale ? opts.wscale : cookie::kNoWindowScale;
+  a.sack = opts.sack_permitted && config_.sack;
+  a.ts = opts.has_timestamps && config_.timestamps;
+  a.tsval = opts.tsval;
+  a.ecn = config_.ecn && (v.tcp_flags() & (kTcpEce | kTcpCwr)) == (kTcpEce | kTcpCwr);
+  return a;
+}
+
+Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
+  SynAnswer r;
+  r.cookie.mss = a.mss;  // 0: the RFC 9293 §3.7.1 default
+  // Window scale: with timestamps the exact shift rides in the TSval. The
+  // ISN alone can only say {none, 6, 7, 8} rounding down, and rounding a
+  // small shift down to "none" would leave the client scaling a window the
+  // backend reads unscaled. So in cookie mode, without timestamps, a shift
+  // below 6 is not negotiated at all (RFC 7323 §2.2: no WS in the SYN-ACK,
+  // scaling off both ways), which only costs that client window size.
+  const bool cookie_ws =
+      a.wscale != cookie::kNoWindowScale && (a.ts || a.wscale >= cookie::kWscaleCodes[1]);
+  r.cookie.wscale = cookie_ws ? a.wscale : cookie::kNoWindowScale;
+  r.cookie.sack = a.sack;
+  r.cookie.timestamps = a.ts;
+  // ECN setup (RFC 3168 §6.1.1): without an entry, agree only when the bit
+  // can travel to the ACK in the TSval; otherwise the backend would never
+  // hear of it.
+  r.cookie.ecn = a.ecn && a.ts;
+  if (exact) {
+    r.offer_ws = a.wscale != cookie::kNoWindowScale;
+    r.our_wscale = cookie_ws ? config_.wscale : 0;  // see the top of this file
+    r.ece = a.ecn;
+  } else {
+    r.offer_ws = cookie_ws;
+    r.our_wscale = config_.wscale;
+    r.ece = r.cookie.ecn;
+  }
+  return r;
+}
+
+void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, uint32_t client_isn, uint32_t isn,
+                         uint64_t now_ns, uint8_t* options, net::TcpFrameSpec* s) const {
+  net::TcpOptionWriter w(options, 40);
+  w.Mss(s->ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
+  // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
+  if (a.ts) {
+    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
+    if (a.sack) {
+      w.SackPermitted().Timestamps(tsval, a.tsval);
+    } else {
+      w.Nop().Nop().Timestamps(tsval, a.tsval);
+    }
+  } else if (a.sack) {
+    w.Nop().Nop().SackPermitted();
+  }
+  // RFC 7323 §2.2: offer window scaling only to a client that offered it.
+  if (r.offer_ws) w.Nop().WindowScale(r.our_wscale);
+  s->options = options;
+  s->options_len = static_cast<uint8_t>(w.Finish());
+  s->seq = isn;
+  s->ack = client_isn + 1;
+  s->flags = kTcpSyn | kTcpAck | (r.ece ? kTcpEce : 0);
+  s->window = kSynAckWindow;
+}
+
+// ---------------------------------------------------------------------------
+// Entries.
+
+bool Engine::CacheSyn(Parsed* p, const SynAsk& a, uint64_t now_ns) {
+  if (syn_cache_ == nullptr) return false;
+  SynCache& cache = *syn_cache_;
+  if (flood_.OnSyn(now_ns, cache.size(), cache.capacity())) ModeChanged();
+  const net::PacketView& v = p->v;
+  const uint32_t client_isn = v.seq().value();
+  uint32_t id = cache.Find(p->key, p->hash);
+  bool erased = false;
+  if (id != SynCache::kNone) {
+    if (cache.At(id).client_isn == client_isn) {
+      // The client did not get our SYN-ACK (or its ACK is on the way):
+      // answer exactly as the first time, so whichever SYN-ACK it takes
+      // agrees with the entry. Its timers run on.
+      stats_.Inc(Counter::k_syn_cache_dup_syn);
+      return true;
+    }
+    // A new connection on the same tuple: the old handshake is void.
+    cache.Erase(id);
+    erased = true;
+  }
+  if (flood_.cookie_only()) {
+    stats_.Inc(Counter::k_syn_cookie_only);
+    if (erased) SetCacheGauge();
+    return false;
+  }
+  bool evicted = false;
+  id = cache.Insert(p->key, p->hash, now_ns, &evicted);
+  if (evicted) stats_.Inc(Counter::k_syn_cache_evicted);
+  SynCacheEntry& e = cache.At(id);
+  e.client_isn = client_isn;
+  e.client_tsval = a.tsval;
+  e.mss = a.mss;
+  std::memcpy(e.client_mac, v.src_mac(), 6);
+  std::memcpy(e.server_mac, v.dst_mac(), 6);
+  e.bits |= (a.sack ? kSceSack : 0) | (a.ts ? kSceTs : 0) | (a.ecn ? kSceEcn : 0) |
+            static_cast<uint8_t>(v.vlan_count << kSceVlanShift);
+  e.ws_retries = a.wscale == cookie::kNoWindowScale ? kSceNoWs : a.wscale;
+  for (int i = 0; i < v.vlan_count; ++i) {
+    e.vlan_tci[i] = v.vlan_tci[i];
+    if (v.vlan_tpid[i] == net::kEtherTypeQinQ) {
+      if (i == 0) e.bits |= kSceOuterQinQ;
+      if (i == 1) e.ws_retries |= kSceInnerQinQ;
+    }
+  }
+  stats_.Inc(Counter::k_syn_cache_inserted);
+  SetCacheGauge();
+  return true;
+}
+
+bool Engine::TakeCacheEntry(const Parsed* p, uint32_t client_isn, cookie::SynOptions* syn,
+                            uint8_t* our_wscale) {
+  *our_wscale = config_.wscale;
+  if (syn_cache_ == nullptr) return false;
+  const uint32_t id = syn_cache_->Find(p->key, p->hash);
+  if (id == SynCache::kNone || syn_cache_->At(id).client_isn != client_isn) {
+    stats_.Inc(Counter::k_syn_cache_miss);
+    return false;
+  }
+  const SynCacheEntry& e = syn_cache_->At(id);
+  SynAsk a;
+  a.mss = e.mss;
+  a.wscale = e.wscale() == kSceNoWs ? cookie::kNoWindowScale : e.wscale();
+  a.sack = e.Has(kSceSack);
+  a.ts = e.Has(kSceTs);
+  a.ecn = e.Has(kSceEcn);
+  const SynAnswer r = Answer(a, /*exact=*/true);
+  if (a.mss != 0) syn->mss = a.mss;  // else the cookie's: the RFC 9293 default
+  syn->wscale = r.offer_ws ? a.wscale : cookie::kNoWindowScale;
+  syn->sack = a.sack;
+  syn->ecn = r.ece;
+  *our_wscale = r.our_wscale;
+  syn_cache_->Erase(id);
+  stats_.Inc(Counter::k_syn_cache_hit);
+  SetCacheGauge();
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Timers: SYN-ACK retransmission (1 s, 2 s), then expiry.
+
+void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
+  SynCache& cache = *syn_cache_;
+  SynCacheEntry& e = cache.At(id);
+  const uint64_t birth = cache.BirthNs(id);
+  if (e.retries() >= SynCache::kMaxRetries) {
+    cache.Erase(id);
+    stats_.Inc(Counter::k_syn_cache_expired);
+    SetCacheGauge();
+    return;
+  }
+  e.ws_retries = static_cast<uint8_t>(e.ws_retries + (1 << kSceRetryShift));
+  cache.ScheduleNext(id, birth);
+  // In cookie-only mode the cache answers nobody: most of its entries are
+  // then the flood's spoofed sources, and a retransmission would triple
+  // the backscatter. The entry stays for a genuine client's late ACK.
+  if (flood_.cookie_only()) return;
+
+  SynAsk a;
+  a.mss = e.mss;
+  a.wscale = e.wscale() == kSceNoWs ? cookie::kNoWindowScale : e.wscale();
+  a.sack = e.Has(kSceSack);
+  a.ts = e.Has(kSceTs);
+  a.ecn = e.Has(kSceEcn);
+  a.tsval = e.client_tsval;
+  const SynAnswer r = Answer(a, /*exact=*/true);
+  const uint8_t addr_len = e.v6() ? 16 : 4;
+  const cookie::CookieTuple tuple{addr_len, e.client_addr, e.server_addr, e.client_port,
+                                  e.server_port};
+  // The same inputs give the same ISN within a cookie slot; across a slot
+  // boundary it is a fresh cookie, as valid as the first.
+  const uint32_t isn = codec_.MakeIsn(tuple, e.client_isn, r.cookie, now_ns);
+  net::TcpFrameSpec s;
+  std::memcpy(s.src_mac.b, e.server_mac, 6);
+  std::memcpy(s.dst_mac.b, e.client_mac, 6);
+  s.vlan_count = e.vlan_count();
+  for (int i = 0; i < s.vlan_count; ++i) {
+    s.vlan_tci[i] = e.vlan_tci[i];
+    const bool qinq = i == 0 ? e.Has(kSceOuterQinQ) : (e.ws_retries & kSceInnerQinQ) != 0;
+    s.vlan_tpid[i] = qinq ? net::kEtherTypeQinQ : net::kEtherTypeVlan;
+  }
+  s.ipv6 = e.v6();
+  s.src_addr = e.server_addr;
+  s.dst_addr = e.client_addr;
+  s.src_port = e.server_port;
+  s.dst_port = e.client_port;
+  uint8_t options[40];
+  WriteSynAck(a, r, e.client_isn, isn, now_ns, options, &s);
+  if (Emit(out, Side::kClient, s)) stats_.Inc(Counter::k_synack_retransmit);
+}
+
+// ---------------------------------------------------------------------------
+// Mode.
+
+void Engine::ModeChanged() {
+  if (flood_.cookie_only()) {
+    stats_.Inc(Counter::k_syn_cache_to_cookie);
+  } else {
+    stats_.Inc(Counter::k_syn_cache_to_cache);
+  }
+  stats_.Set(Counter::k_syn_cache_cookie_mode, flood_.cookie_only() ? 1 : 0);
+}
+
+void Engine::SetCacheGauge() { stats_.Set(Counter::k_syn_cache_entries, syn_cache_->size()); }
+
+}  // namespace moat::proxy
