@@ -64,20 +64,34 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   // identical SYN-ACK and no state exists to disagree with it.
   const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, now_ns);
 
-  net::TcpFrameSpec s;
-  internal::FillReplyTo(v, &s);
   uint8_t options[40];
-  WriteSynAck(ask, ans, client_isn, isn, now_ns, options, &s);
+  net::TcpReplySpec r;
+  WriteSynAck(ask, ans, v.ipv6(), client_isn, isn, now_ns, options, &r);
   // In place: the SYN's buffer becomes the SYN-ACK, no copy, no mbuf
-  // allocation on the flood path.
-  size_t n = net::BuildTcpFrame(v.frame, frame.capacity, s);
+  // allocation on the flood path, and the headers already there stay.
+  size_t n = net::BuildReplyInPlace(v, frame.capacity, r);
   if (n != 0) {
     *frame.len = static_cast<uint16_t>(n);
     stats_.Inc(Counter::k_synack_sent);
     return Verdict::kReflect;
   }
-  // The receive buffer is smaller than a SYN-ACK (~94 bytes with two VLAN
-  // tags): build it in the scratch space instead.
+  // A SYN with IP options or IPv6 extension headers (the reply carries
+  // neither), or a receive buffer smaller than the SYN-ACK: build it
+  // whole, in place if it fits, else in the scratch space.
+  net::TcpFrameSpec s;
+  internal::FillReplyTo(v, &s);
+  s.seq = r.seq;
+  s.ack = r.ack;
+  s.flags = r.flags;
+  s.window = r.window;
+  s.options = options;
+  s.options_len = r.options_len;
+  n = net::BuildTcpFrame(v.frame, frame.capacity, s);
+  if (n != 0) {
+    *frame.len = static_cast<uint16_t>(n);
+    stats_.Inc(Counter::k_synack_sent);
+    return Verdict::kReflect;
+  }
   uint8_t* buf = out->Next();
   if (buf != nullptr && (n = net::BuildTcpFrame(buf, kMaxFrame, s)) != 0) {
     out->Commit(Side::kClient, n);

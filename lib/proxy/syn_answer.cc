@@ -80,10 +80,11 @@ Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
   return r;
 }
 
-void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, uint32_t client_isn, uint32_t isn,
-                         uint64_t now_ns, uint8_t* options, net::TcpFrameSpec* s) const {
+void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6, uint32_t client_isn,
+                         uint32_t isn, uint64_t now_ns, uint8_t* options,
+                         net::TcpReplySpec* s) const {
   net::TcpOptionWriter w(options, 40);
-  w.Mss(s->ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
+  w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
   if (a.ts) {
     const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
@@ -234,7 +235,14 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   s.src_port = e.server_port;
   s.dst_port = e.client_port;
   uint8_t options[40];
-  WriteSynAck(a, r, e.client_isn, isn, now_ns, options, &s);
+  net::TcpReplySpec reply;
+  WriteSynAck(a, r, s.ipv6, e.client_isn, isn, now_ns, options, &reply);
+  s.seq = reply.seq;
+  s.ack = reply.ack;
+  s.flags = reply.flags;
+  s.window = reply.window;
+  s.options = reply.options;
+  s.options_len = reply.options_len;
   if (Emit(out, Side::kClient, s)) stats_.Inc(Counter::k_synack_retransmit);
 }
 

@@ -62,6 +62,7 @@
 
 namespace moat::net {
 struct TcpFrameSpec;
+struct TcpReplySpec;
 }
 
 namespace moat::proxy {
@@ -221,8 +222,8 @@ class Engine {
   struct SynAnswer;
   SynAsk AskFromSyn(const net::PacketView& v) const;
   SynAnswer Answer(const SynAsk& ask, bool exact) const;
-  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, uint32_t client_isn, uint32_t isn,
-                   uint64_t now_ns, uint8_t* options, net::TcpFrameSpec* s) const;
+  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, uint32_t client_isn,
+                   uint32_t isn, uint64_t now_ns, uint8_t* options, net::TcpReplySpec* r) const;
   // Keeps (or refreshes) the SYN's entry; true when the answer is exact.
   bool CacheSyn(Parsed* p, const SynAsk& ask, uint64_t now_ns);
   // On a valid cookie ACK: the entry's exact options, if there is one.
