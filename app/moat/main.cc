@@ -81,6 +81,12 @@ DEFINE_uint32(syn_flood_rate, 20000,
               "SYNs per second per worker above which it answers with cookies only "
               "(also when the SYN cache is 75% full); back after a calm second below a "
               "quarter of it");
+DEFINE_bool(fastopen, false,
+            "TCP Fast Open (RFC 7413) for the protected services: cookies in SYN-ACKs, and "
+            "data in a SYN with a valid cookie goes to the backend one round trip early. "
+            "Only for services whose first request is idempotent (README)");
+DEFINE_uint32(fastopen_max_pending, 1024,
+              "Fast Open flows per worker that may wait for their backend at once");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
 // Operations.
@@ -248,6 +254,8 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   ec->verify_checksums = FLAGS_verify_checksums;
   ec->syn_cache_entries = FLAGS_syn_cache_entries;
   ec->syn_flood_rate = FLAGS_syn_flood_rate;
+  ec->fastopen = FLAGS_fastopen;
+  ec->fastopen_max_pending = FLAGS_fastopen_max_pending;
   if (!FLAGS_cookie_secret_file.empty()) {
     auto secret = moat::cookie::LoadSecretFile(FLAGS_cookie_secret_file);
     if (!secret.ok()) return secret.status();

@@ -159,6 +159,7 @@ bool Engine::Tick(uint64_t now_ns, Output* out) {
   const size_t fired = wheel_->Advance(
       now_ns, [&](uint32_t id) { OnTimer(id, now_ns, out); }, budget);
   if (fired == budget) return true;
+  FastOpenTick();
   if (syn_cache_ == nullptr) return false;
   // SYN cache: the mode's calm windows pass without SYNs too; then the
   // SYN-ACK retransmissions, one frame each (syn_answer.cc).

@@ -226,6 +226,10 @@ absl::Status ValidateConfig(const EngineConfig& c) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckRange("fastopen_max_pending", c.fastopen_max_pending, 1, 1u << 20);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckRange("backend_syn_rto_ms", c.backend_syn_rto_ms, 10, 60000);
       !s.ok()) {
     return s;

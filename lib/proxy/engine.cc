@@ -66,7 +66,8 @@ Engine::Engine(const EngineConfig& config, uint64_t now_ns)
     : config_(config),
       keys_(config.secret, static_cast<uint64_t>(config.key_rotation_s) * kNsPerSec),
       codec_(&keys_),
-      flood_(config.syn_flood_rate, config.syn_flood_rate / 4, now_ns) {
+      flood_(config.syn_flood_rate, config.syn_flood_rate / 4, now_ns),
+      tfo_(&keys_) {
   keys_.Refresh(now_ns);
 }
 
@@ -248,6 +249,7 @@ Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_n
 }
 
 void Engine::RemoveFlow(Flow* f) {
+  FastOpenDone(f);
   wheel_->Cancel(table_->IndexOf(f));
   held_->Free(f);
   table_->Erase(f);

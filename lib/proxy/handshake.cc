@@ -46,14 +46,20 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   stats_.Inc(Counter::k_syn_received);
   PacketView& v = p->v;
   const net::TcpOptions& opts = v.opts;
-  if (v.payload_len != 0 || opts.has_fastopen) {
+  SynAsk ask = AskFromSyn(v);
+  if (config_.fastopen && opts.has_fastopen) {
+    // RFC 7413: a cookie request gets a cookie; a valid cookie with data
+    // opens the flow now (fastopen.cc).
+    Verdict verdict;
+    if (FastOpenSyn(p, &ask, frame, now_ns, out, &verdict)) return verdict;
+  }
+  if (v.payload_len != 0 || (opts.has_fastopen && !config_.fastopen)) {
     // RFC 7413 §3: a server that does not accept the Fast Open cookie
     // acknowledges only the SYN; the client then resends the data after the
     // handshake. Forwarding it would hand the backend data from an
     // unverified source.
     stats_.Inc(Counter::k_syn_payload_ignored);
   }
-  const SynAsk ask = AskFromSyn(v);
   // With an entry in the SYN cache the answer may offer what only the
   // entry can carry (syn_answer.cc); the ISN is the cookie either way.
   const SynAnswer ans = Answer(ask, CacheSyn(p, ask, now_ns));
@@ -66,7 +72,7 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
 
   uint8_t options[40];
   net::TcpReplySpec r;
-  WriteSynAck(ask, ans, v.ipv6(), client_isn, isn, now_ns, options, &r);
+  WriteSynAck(ask, ans, v.ipv6(), v.src_addr(), client_isn, isn, now_ns, options, &r);
   // In place: the SYN's buffer becomes the SYN-ACK, no copy, no mbuf
   // allocation on the flood path, and the headers already there stay.
   size_t n = net::BuildReplyInPlace(v, frame.capacity, r);
@@ -220,6 +226,12 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
       return Verdict::kDrop;
     }
     case SegmentKind::kSyn:
+      if (f->fastopen != kFastOpenNone && v.seq() == f->client_isn) {
+        // A Fast Open client that missed our SYN-ACK (RFC 7413 §4.2.2
+        // lets it retransmit with or without the data).
+        return FastOpenSynAgain(f, v, now_ns, out);
+      }
+      [[fallthrough]];
     case SegmentKind::kSynAck:
       // The client already completed its handshake with moat; a SYN now is
       // a stray duplicate or a port reuse that must wait for this flow to
@@ -316,6 +328,7 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
                                                  : FlowState::kEstablished;
   f->last_seen_ns = now_ns;
   stats_.Inc(Counter::k_backend_synack);
+  FastOpenDone(f);
   // Third ACK of the backend handshake, with the client's window and
   // timestamp as of its latest segment; then what the client already sent.
   SendBackendAck(f, our_syn_acked, f->backend_isn.Add(1), out);

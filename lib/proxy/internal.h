@@ -22,6 +22,12 @@ struct Engine::SynAsk {
   bool ts = false;
   bool ecn = false;  // ECE+CWR in the SYN (RFC 3168 §6.1.1)
   uint32_t tsval = 0;
+  // Put a Fast Open cookie in the SYN-ACK, in the option form the client
+  // used (RFC 7413 §4.1.1; kind 254/0xF989 is the pre-RFC form).
+  uint8_t tfo = kTfoNone;
+  static constexpr uint8_t kTfoNone = 0;
+  static constexpr uint8_t kTfoStd = 1;
+  static constexpr uint8_t kTfoExp = 2;
 };
 
 // What moat answers: the options the cookie (ISN, TSval) carries, and what

@@ -80,9 +80,9 @@ Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
   return r;
 }
 
-void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6, uint32_t client_isn,
-                         uint32_t isn, uint64_t now_ns, uint8_t* options,
-                         net::TcpReplySpec* s) const {
+void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
+                         const uint8_t* client_addr, uint32_t client_isn, uint32_t isn,
+                         uint64_t now_ns, uint8_t* options, net::TcpReplySpec* s) {
   net::TcpOptionWriter w(options, 40);
   w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
@@ -98,8 +98,28 @@ void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6, uint32_
   }
   // RFC 7323 §2.2: offer window scaling only to a client that offered it.
   if (r.offer_ws) w.Nop().WindowScale(r.our_wscale);
+  size_t len = w.Finish();
+  if (a.tfo != SynAsk::kTfoNone && len + 12 <= 40) {
+    // RFC 7413 §4.1.2: the cookie, 8 bytes, in the form the client asked
+    // in (12 bytes either way, so the options stay 4-aligned).
+    uint8_t* o = options + len;
+    if (a.tfo == SynAsk::kTfoStd) {
+      o[0] = net::kOptNop;
+      o[1] = net::kOptNop;
+      o[2] = net::kOptFastOpen;
+      o[3] = 2 + cookie::kFastOpenCookieLen;
+    } else {
+      o[0] = net::kOptExperimental;
+      o[1] = 4 + cookie::kFastOpenCookieLen;
+      o[2] = static_cast<uint8_t>(net::kFastOpenExid >> 8);
+      o[3] = static_cast<uint8_t>(net::kFastOpenExid);
+    }
+    tfo_.Make(ipv6 ? 16 : 4, client_addr, o + 4);
+    len += 12;
+    stats_.Inc(Counter::k_fastopen_cookie_sent);
+  }
   s->options = options;
-  s->options_len = static_cast<uint8_t>(w.Finish());
+  s->options_len = static_cast<uint8_t>(len);
   s->seq = isn;
   s->ack = client_isn + 1;
   s->flags = kTcpSyn | kTcpAck | (r.ece ? kTcpEce : 0);
@@ -146,6 +166,8 @@ bool Engine::CacheSyn(Parsed* p, const SynAsk& a, uint64_t now_ns) {
   e.bits |= (a.sack ? kSceSack : 0) | (a.ts ? kSceTs : 0) | (a.ecn ? kSceEcn : 0) |
             static_cast<uint8_t>(v.vlan_count << kSceVlanShift);
   e.ws_retries = a.wscale == cookie::kNoWindowScale ? kSceNoWs : a.wscale;
+  if (a.tfo != SynAsk::kTfoNone) e.bits |= kSceFastOpen;
+  if (a.tfo == SynAsk::kTfoExp) e.ws_retries |= kSceFastOpenExp;
   for (int i = 0; i < v.vlan_count; ++i) {
     e.vlan_tci[i] = v.vlan_tci[i];
     if (v.vlan_tpid[i] == net::kEtherTypeQinQ) {
@@ -213,6 +235,9 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   a.ts = e.Has(kSceTs);
   a.ecn = e.Has(kSceEcn);
   a.tsval = e.client_tsval;
+  if (e.Has(kSceFastOpen)) {
+    a.tfo = (e.ws_retries & kSceFastOpenExp) ? SynAsk::kTfoExp : SynAsk::kTfoStd;
+  }
   const SynAnswer r = Answer(a, /*exact=*/true);
   const uint8_t addr_len = e.v6() ? 16 : 4;
   const cookie::CookieTuple tuple{addr_len, e.client_addr, e.server_addr, e.client_port,
@@ -236,7 +261,7 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   s.dst_port = e.client_port;
   uint8_t options[40];
   net::TcpReplySpec reply;
-  WriteSynAck(a, r, s.ipv6, e.client_isn, isn, now_ns, options, &reply);
+  WriteSynAck(a, r, s.ipv6, e.client_addr, e.client_isn, isn, now_ns, options, &reply);
   s.seq = reply.seq;
   s.ack = reply.ack;
   s.flags = reply.flags;

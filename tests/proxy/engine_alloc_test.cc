@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -251,6 +252,34 @@ TEST(EngineAllocTest, SynCacheNeverAllocates) {
   EXPECT_FALSE((*e)->cookie_only());
   EXPECT_EQ((*e)->syn_cache()->size(), 0u);
   EXPECT_GT((*e)->stats().Load(Counter::k_syn_cache_to_cache), 0u);
+}
+
+TEST(EngineAllocTest, FastOpenNeverAllocates) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.syn_cache_entries = 64;
+  cfg.fastopen = true;
+  auto e = Engine::Create(cfg, kT0);
+  ASSERT_TRUE(e.ok());
+  Driver d(e->get());
+  Conn c;
+  Seen synack;
+  ASSERT_EQ(d.Send(Side::kClient, ClientSyn(c).Tfo(), &synack), Verdict::kReflect);
+  // The cookie: the last 8 bytes of the options (moat appends it).
+  uint8_t k[8];
+  std::memcpy(k, synack.v.tcp() + synack.v.tcp_header_len - 8, 8);
+  g_allocations = 0;
+  for (uint16_t i = 0; i < 20; ++i) {
+    Conn t = c;
+    t.client_port = static_cast<uint16_t>(45000 + i);
+    Seg s = ClientSyn(t).Opt({34, 10, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]}).Payload(64);
+    ASSERT_EQ(d.Send(Side::kClient, s, &synack), Verdict::kReflect);
+    ASSERT_EQ(synack.ack(), t.client_isn + 65);
+    ASSERT_EQ(d.Send(Side::kClient, s), Verdict::kConsumed);  // SYN again
+    ASSERT_EQ(d.Send(Side::kServer, BackendSynAck(t)), Verdict::kConsumed);
+    ASSERT_EQ(d.emitted.size(), 2u);
+  }
+  EXPECT_EQ(g_allocations.load(), 0u) << "operator new called on the hot path";
+  EXPECT_EQ((*e)->stats().Load(Counter::k_fastopen_accepted), 20u);
 }
 
 TEST(EngineAllocTest, CounterSeesAllocations) {

@@ -65,6 +65,7 @@ class Seg {
   Seg& Win(uint16_t w) { win_ = w; return *this; }
   Seg& Ports(uint16_t s, uint16_t d) { sport_ = s; dport_ = d; return *this; }
   Seg& Dst(const uint8_t* a) { dst_override_ = a; return *this; }
+  Seg& Src(const uint8_t* a) { src_override_ = a; return *this; }
   Seg& Vlan(uint16_t tci) { vlans_.push_back(tci); return *this; }
   Seg& Mss(uint16_t m) { Opt({2, 4, uint8_t(m >> 8), uint8_t(m)}); return *this; }
   Seg& Ws(uint8_t s) { Opt({1, 3, 3, s}); return *this; }
@@ -107,7 +108,7 @@ class Seg {
     s.ipv6 = v6_;
     const uint8_t* c = v6_ ? kClientV6 : kClientV4;
     const uint8_t* sv = v6_ ? kServerV6 : kServerV4;
-    s.src_addr = from_client_ ? c : sv;
+    s.src_addr = src_override_ ? src_override_ : (from_client_ ? c : sv);
     s.dst_addr = dst_override_ ? dst_override_ : (from_client_ ? sv : c);
     s.src_port = sport_;
     s.dst_port = dport_;
@@ -128,6 +129,7 @@ class Seg {
   bool v6_ = false;
   bool from_client_ = true;
   const uint8_t* dst_override_ = nullptr;
+  const uint8_t* src_override_ = nullptr;
   uint16_t sport_ = 0, dport_ = 0;
   uint32_t seq_ = 0, ack_ = 0;
   uint8_t flags_ = net::kTcpAck;

@@ -129,6 +129,13 @@ struct EngineConfig {
   uint32_t syn_cache_entries = 4096;
   uint32_t syn_flood_rate = 20000;
 
+  // TCP Fast Open (RFC 7413), moat as the server (lib/proxy/fastopen.cc):
+  // SYN-ACKs carry cookies to clients that ask, and a SYN with a valid
+  // cookie and data opens the flow at once. At most fastopen_max_pending
+  // such flows per worker wait for their backend.
+  bool fastopen = false;
+  uint32_t fastopen_max_pending = 1024;
+
   // Backend handshake: initial RTO per RFC 6298 §2.1, doubled per retry.
   uint32_t backend_syn_rto_ms = 1000;
   uint32_t backend_syn_retries = 3;

@@ -51,6 +51,7 @@
 
 #include "absl/status/statusor.h"
 #include "moat/cookie/cookie.h"
+#include "moat/cookie/fastopen.h"
 #include "moat/flow/flow_table.h"
 #include "moat/flow/timer_wheel.h"
 #include "moat/net/packet.h"
@@ -222,8 +223,9 @@ class Engine {
   struct SynAnswer;
   SynAsk AskFromSyn(const net::PacketView& v) const;
   SynAnswer Answer(const SynAsk& ask, bool exact) const;
-  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, uint32_t client_isn,
-                   uint32_t isn, uint64_t now_ns, uint8_t* options, net::TcpReplySpec* r) const;
+  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, const uint8_t* client_addr,
+                   uint32_t client_isn, uint32_t isn, uint64_t now_ns, uint8_t* options,
+                   net::TcpReplySpec* r);
   // Keeps (or refreshes) the SYN's entry; true when the answer is exact.
   bool CacheSyn(Parsed* p, const SynAsk& ask, uint64_t now_ns);
   // On a valid cookie ACK: the entry's exact options, if there is one.
@@ -232,6 +234,16 @@ class Engine {
   void OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out);
   void ModeChanged();
   void SetCacheGauge();
+
+  // fastopen.cc: TCP Fast Open (RFC 7413).
+  // A SYN with a Fast Open option: sets ask->tfo when the SYN-ACK must
+  // carry a cookie; returns true (and *verdict) when a valid cookie with
+  // data opened the flow at once.
+  bool FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, Output* out,
+                   Verdict* verdict);
+  Verdict FastOpenSynAgain(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
+  void FastOpenDone(Flow* f);
+  void FastOpenTick();
 
   // splice.cc
   template <Side kFrom>
@@ -268,6 +280,9 @@ class Engine {
   std::unique_ptr<HeldPool> held_;
   std::unique_ptr<SynCache> syn_cache_;
   FloodDetector flood_;
+  cookie::FastOpenCodec tfo_;
+  uint32_t tfo_pending_ = 0;  // flows with Flow::fastopen == kFastOpenPending
+  bool tfo_paused_ = false;   // bound reached in cookie-only mode: refuse until calm
   WorkerStats stats_;
 };
 

@@ -102,6 +102,11 @@ struct L2Path {
 
 inline constexpr uint32_t kNoHeld = 0xffffffffu;
 
+// Flow::fastopen
+inline constexpr uint8_t kFastOpenNone = 0;
+inline constexpr uint8_t kFastOpenPending = 1;  // counted in the per-worker bound
+inline constexpr uint8_t kFastOpenDone = 2;     // the backend answered
+
 struct Flow {
   FlowState state;
   FlowOrigin origin;
@@ -128,6 +133,9 @@ struct Flow {
   // client offered scaling): --wscale, or 0 where only the SYN cache could
   // carry the client's shift (syn_answer.cc).
   uint8_t our_wscale;
+  // kFastOpen*: a flow opened by a Fast Open SYN, while and after its
+  // backend handshake ran (RFC 7413; lib/proxy/fastopen.cc).
+  uint8_t fastopen;
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

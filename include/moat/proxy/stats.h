@@ -94,7 +94,19 @@ namespace moat::proxy {
                          "occupancy high)")                                    \
   X(syn_cache_to_cache, "switches back from cookie-only mode (calm again)")   \
   X(syn_cache_entries, "gauge: SYN-cache entries in use")                     \
-  X(syn_cache_cookie_mode, "gauge: workers in cookie-only mode")
+  X(syn_cache_cookie_mode, "gauge: workers in cookie-only mode")             \
+  /* TCP Fast Open (RFC 7413, --fastopen) */                                   \
+  X(fastopen_cookie_sent, "SYN-ACKs carrying a Fast Open cookie")             \
+  X(fastopen_accepted, "Fast Open SYNs with a valid cookie and data: data "   \
+                       "acked in the SYN-ACK, backend opened at once")         \
+  X(fastopen_invalid, "Fast Open SYNs with an invalid, expired or another "   \
+                      "address's cookie (data not acked)")                     \
+  X(fastopen_refused, "valid Fast Open SYNs with data answered normally: "    \
+                      "--fastopen_max_pending reached or paused, table or "   \
+                      "held pool full")                                        \
+  X(fastopen_empty, "Fast Open SYNs with a valid cookie and no data")         \
+  X(fastopen_syn_again, "retransmitted Fast Open SYNs answered again")        \
+  X(fastopen_pending, "gauge: Fast Open flows waiting for their backend")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,

@@ -56,6 +56,7 @@ inline constexpr uint8_t kSceNoWs = 0x0f;
 inline constexpr uint8_t kSceRetryShift = 4;  // 2 bits: SYN-ACK retransmissions so far
 inline constexpr uint8_t kSceRetryMask = 3 << kSceRetryShift;
 inline constexpr uint8_t kSceInnerQinQ = 1 << 6;  // tag 1's TPID is 0x88a8
+inline constexpr uint8_t kSceFastOpenExp = 1 << 7;  // ... in the pre-RFC option (254/0xF989)
 
 // One pending handshake: what the client's SYN said that the cookie cannot
 // carry, and what a retransmitted SYN-ACK needs (addresses, L2 path).
