@@ -7,6 +7,7 @@
 
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
+#include "moat/net/tcp_options.h"
 #include "moat/proxy/engine.h"
 #include "moat/proxy/flow_state.h"
 
@@ -120,3 +121,96 @@ inline void FillReplyTo(const net::PacketView& v, net::TcpFrameSpec* s) {
 }
 
 }  // namespace moat::proxy::internal
+
+namespace moat::proxy {
+
+// What the client's SYN asks for (see SynAsk).
+inline Engine::SynAsk Engine::AskFromSyn(const net::PacketView& v) const {
+  const net::TcpOptions& opts = v.opts;
+  SynAsk a;
+  a.mss = opts.has_mss ? opts.mss : 0;
+  a.wscale = opts.has_wscale ? opts.wscale : cookie::kNoWindowScale;
+  a.sack = opts.sack_permitted && config_.sack;
+  a.ts = opts.has_timestamps && config_.timestamps;
+  a.tsval = opts.tsval;
+  a.ecn = config_.ecn && (v.tcp_flags() & (net::kTcpEce | net::kTcpCwr)) == (net::kTcpEce | net::kTcpCwr);
+  return a;
+}
+
+inline Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
+  SynAnswer r;
+  r.cookie.mss = a.mss;  // 0: the RFC 9293 §3.7.1 default
+  // Window scale: with timestamps the exact shift rides in the TSval. The
+  // ISN alone can only say {none, 6, 7, 8} rounding down, and rounding a
+  // small shift down to "none" would leave the client scaling a window the
+  // backend reads unscaled. So in cookie mode, without timestamps, a shift
+  // below 6 is not negotiated at all (RFC 7323 §2.2: no WS in the SYN-ACK,
+  // scaling off both ways), which only costs that client window size.
+  const bool cookie_ws =
+      a.wscale != cookie::kNoWindowScale && (a.ts || a.wscale >= cookie::kWscaleCodes[1]);
+  r.cookie.wscale = cookie_ws ? a.wscale : cookie::kNoWindowScale;
+  r.cookie.sack = a.sack;
+  r.cookie.timestamps = a.ts;
+  // ECN setup (RFC 3168 §6.1.1): without an entry, agree only when the bit
+  // can travel to the ACK in the TSval; otherwise the backend would never
+  // hear of it.
+  r.cookie.ecn = a.ecn && a.ts;
+  if (exact) {
+    r.offer_ws = a.wscale != cookie::kNoWindowScale;
+    r.our_wscale = cookie_ws ? config_.wscale : 0;  // see the top of this file
+    r.ece = a.ecn;
+  } else {
+    r.offer_ws = cookie_ws;
+    r.our_wscale = config_.wscale;
+    r.ece = r.cookie.ecn;
+  }
+  return r;
+}
+
+// Hot: every SYN; inline so its arguments stay in registers.
+inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
+                         const uint8_t* client_addr, uint32_t client_isn, uint32_t isn,
+                         uint64_t now_ns, uint8_t* options, net::TcpReplySpec* s) {
+  net::TcpOptionWriter w(options, 40);
+  w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
+  // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
+  if (a.ts) {
+    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
+    if (a.sack) {
+      w.SackPermitted().Timestamps(tsval, a.tsval);
+    } else {
+      w.Nop().Nop().Timestamps(tsval, a.tsval);
+    }
+  } else if (a.sack) {
+    w.Nop().Nop().SackPermitted();
+  }
+  // RFC 7323 §2.2: offer window scaling only to a client that offered it.
+  if (r.offer_ws) w.Nop().WindowScale(r.our_wscale);
+  size_t len = w.Finish();
+  if (a.tfo != SynAsk::kTfoNone && len + 12 <= 40) [[unlikely]] {
+    AppendFastOpenCookie(a, ipv6, client_addr, options + len);
+    len += 12;
+  }
+  s->options = options;
+  s->options_len = static_cast<uint8_t>(len);
+  s->seq = isn;
+  s->ack = client_isn + 1;
+  s->flags = net::kTcpSyn | net::kTcpAck | (r.ece ? net::kTcpEce : 0);
+  s->window = internal::kSynAckWindow;
+}
+
+// A SYN, on the flood path too: the SYN cache's entry, if the worker keeps
+// one (syn_answer.cc has the rest). Returns whether the answer is exact.
+inline bool Engine::CacheSyn(Parsed* p, const SynAsk& a, uint64_t now_ns) {
+  if (syn_cache_ == nullptr) return false;
+  if (flood_.OnSyn(now_ns, syn_cache_->size(), syn_cache_->capacity())) [[unlikely]]
+    ModeChanged();
+  const uint32_t id = syn_cache_->Find(p->key, p->hash);
+  if (id == SynCache::kNone && flood_.cookie_only()) {
+    stats_.Inc(Counter::k_syn_cookie_only);
+    return false;
+  }
+  return CacheSynSlow(p, a, now_ns, id);
+}
+
+}  // namespace moat::proxy

@@ -228,6 +228,9 @@ class Engine {
                    net::TcpReplySpec* r);
   // Keeps (or refreshes) the SYN's entry; true when the answer is exact.
   bool CacheSyn(Parsed* p, const SynAsk& ask, uint64_t now_ns);
+  bool CacheSynSlow(Parsed* p, const SynAsk& ask, uint64_t now_ns, uint32_t id);
+  void AppendFastOpenCookie(const SynAsk& ask, bool ipv6, const uint8_t* client_addr,
+                            uint8_t* option);
   // On a valid cookie ACK: the entry's exact options, if there is one.
   bool TakeCacheEntry(const Parsed* p, uint32_t client_isn, cookie::SynOptions* syn,
                       uint8_t* our_wscale);
