@@ -205,6 +205,18 @@ inline bool Engine::CacheSyn(Parsed* p, const SynAsk& a, uint64_t now_ns) {
   if (syn_cache_ == nullptr) return false;
   if (flood_.OnSyn(now_ns, syn_cache_->size(), syn_cache_->capacity())) [[unlikely]]
     ModeChanged();
+  // Cookie-only mode, the flood path: a SYN whose exact answer is the
+  // cookie's answer gets the same bytes whether or not an entry from
+  // before the switch exists (a stale entry for another ISN only ever
+  // misses), so it needs no lookup. Only a SYN the entry would answer
+  // differently (a small shift or ECN without timestamps, Answer()) must
+  // find its entry, so that a retransmitted SYN is answered as the first.
+  const bool divergent =
+      !a.ts && (a.ecn || (a.wscale != cookie::kNoWindowScale && a.wscale < cookie::kWscaleCodes[1]));
+  if (flood_.cookie_only() && !divergent) {
+    stats_.Inc(Counter::k_syn_cookie_only);
+    return false;
+  }
   const uint32_t id = syn_cache_->Find(p->key, p->hash);
   if (id == SynCache::kNone && flood_.cookie_only()) {
     stats_.Inc(Counter::k_syn_cookie_only);
