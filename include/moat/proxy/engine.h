@@ -22,6 +22,10 @@
 //   close.cc        FIN, RST (RFC 5961), TIME_WAIT, timers, generated RSTs
 //   passthrough.cc  backend-opened flows, simultaneous open
 //   icmp.cc         non-TCP IP: ICMP errors about spliced flows, hidden TCP
+//   syn_answer.cc   what a SYN-ACK offers, SYN-cache entries, SYN-ACK
+//                   retransmission, cache/cookie-only mode (syn_cache.h)
+//   syn_cache.cc    the SYN cache's table and the flood detector
+//   fastopen.cc     TCP Fast Open (RFC 7413, --fastopen)
 //
 // Decisions worth knowing (details at each site):
 // - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
