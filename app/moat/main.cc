@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +35,7 @@
 #include "moat/dataplane/metrics.h"
 #include "moat/dataplane/report.h"
 #include "moat/proxy/config.h"
+#include "moat/proxy/engine.h"
 
 // The command-line contract (docs/design.md): these names are relied on.
 DEFINE_uint32(client_port, 0, "ethdev port facing the clients (EAL probe order)");
@@ -72,6 +74,19 @@ DEFINE_uint32(time_wait_ms, 5000, "how long a closed flow lingers (late segments
 DEFINE_uint32(idle_timeout_s, 300, "established flows idle this long are reset and removed");
 DEFINE_uint32(half_closed_timeout_s, 60, "half-closed flows idle this long are removed");
 DEFINE_uint32(key_rotation_s, 3600, "cookie key rotation period (the previous key stays valid)");
+DEFINE_uint32(syn_cache_entries, 4096,
+              "pending handshakes per worker whose exact options the SYN cache keeps "
+              "(64 B each, rounded up to buckets of 8); 0 = cookies only");
+DEFINE_uint32(syn_flood_rate, 20000,
+              "SYNs per second per worker above which it answers with cookies only "
+              "(also when the SYN cache is 75% full); back after a calm second below a "
+              "quarter of it");
+DEFINE_bool(fastopen, false,
+            "TCP Fast Open (RFC 7413) for the protected services: cookies in SYN-ACKs, and "
+            "data in a SYN with a valid cookie goes to the backend one round trip early. "
+            "Only for services whose first request is idempotent (README)");
+DEFINE_uint32(fastopen_max_pending, 1024,
+              "Fast Open flows per worker that may wait for their backend at once");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
 // Operations.
@@ -237,6 +252,10 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   ec->half_closed_timeout_s = FLAGS_half_closed_timeout_s;
   ec->key_rotation_s = FLAGS_key_rotation_s;
   ec->verify_checksums = FLAGS_verify_checksums;
+  ec->syn_cache_entries = FLAGS_syn_cache_entries;
+  ec->syn_flood_rate = FLAGS_syn_flood_rate;
+  ec->fastopen = FLAGS_fastopen;
+  ec->fastopen_max_pending = FLAGS_fastopen_max_pending;
   if (!FLAGS_cookie_secret_file.empty()) {
     auto secret = moat::cookie::LoadSecretFile(FLAGS_cookie_secret_file);
     if (!secret.ok()) return secret.status();
@@ -423,6 +442,14 @@ int main(int argc, char** argv) {
   MOAT_LOG(INFO, "protecting %s: client port %u, server port %u, %zu worker(s)",
            FLAGS_protect.c_str(), dp_config.client_port, dp_config.server_port,
            (*dp)->workers().size());
+  MOAT_LOG(INFO,
+           "per worker: %.1f MiB of engine state (%u flows, %u held slots), SYN cache %u "
+           "entries in %.1f KiB, cookie-only above %u SYN/s",
+           static_cast<double>(moat::proxy::Engine::MemoryBytes(engine_config)) / (1 << 20),
+           engine_config.flow_capacity, engine_config.held_slots,
+           engine_config.syn_cache_entries,
+           static_cast<double>(moat::proxy::Engine::SynCacheBytes(engine_config)) / 1024,
+           engine_config.syn_flood_rate);
   std::printf("moat: running (Ctrl-C to stop)\n");
   std::fflush(stdout);
 
@@ -430,10 +457,24 @@ int main(int argc, char** argv) {
   moat::dataplane::StatsReporter reporter(dp->get());
   const uint64_t period_ms = static_cast<uint64_t>(FLAGS_stats_period) * 1000;
   uint64_t since_ms = 0;
+  // Each worker's SYN-cache mode, logged once per change (the workers only
+  // set a gauge; nothing logs on the packet path).
+  std::vector<uint64_t> cookie_mode((*dp)->workers().size(), 0);
   while (!g_quit) {
     timespec ts{0, 50 * 1000 * 1000};
     nanosleep(&ts, nullptr);
     since_ms += 50;
+    for (size_t w = 0; w < cookie_mode.size(); ++w) {
+      const auto& st = (*dp)->workers()[w]->engine_stats();
+      const uint64_t mode = st.Load(moat::proxy::Counter::k_syn_cache_cookie_mode);
+      if (mode == cookie_mode[w]) continue;
+      cookie_mode[w] = mode;
+      MOAT_LOG(NOTICE, "worker %zu: %s (SYN cache %" PRIu64 " entries, %" PRIu64 " switches)", w,
+               mode ? "SYN flood: answering with cookies only" : "calm: SYN cache on again",
+               st.Load(moat::proxy::Counter::k_syn_cache_entries),
+               st.Load(moat::proxy::Counter::k_syn_cache_to_cookie) +
+                   st.Load(moat::proxy::Counter::k_syn_cache_to_cache));
+    }
     if (period_ms != 0 && since_ms >= period_ms) {
       reporter.Print(stdout, /*final=*/false);
       since_ms = 0;

@@ -50,7 +50,8 @@ expect_error "port that cannot start" "no such port" -l 0,1 --no-pci --vdev=net_
 for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
   pool_mbufs=99999999 burst=0 tx_drain_us=0 idle_sleep_us=100001 flow_capacity=0 \
   held_slots=0 backend_syn_rto_ms=5 backend_syn_retries=11 time_wait_ms=240001 \
-  idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000; do
+  idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000 \
+  syn_cache_entries=4194305 syn_flood_rate=39 fastopen_max_pending=0; do
   expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
 done
 expect_error "short secret file" "secret" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --cookie_secret_file=/dev/null
