@@ -214,6 +214,13 @@ _lab_moat_launch() {
   return 1
 }
 
+# _lab_start_error: why moat did not start, from its log (one line).
+_lab_start_error() {
+  local e
+  e=$( { grep -E "^moat: error:|Kernel error message" "$LAB_DIR/moat.log" 2>/dev/null || true; } | head -2 | tr '\n' ' ')
+  echo "${e:-no error printed (hung, or killed)}"
+}
+
 # _lab_frames_pass: one ICMP echo through moat, client -> server and back,
 # within 5 s (ping -w: the first reply ends it).
 _lab_frames_pass() {
@@ -225,14 +232,14 @@ _lab_frames_pass() {
 # left in LAB_PMD_USED). LAB_EAL may add EAL options; LAB_QUEUES=N gives N
 # queue pairs.
 lab_moat_start() {
-  local q=${LAB_QUEUES:-1} pmd
+  local q=${LAB_QUEUES:-1} pmd fell_back=0
   [ -x "$LAB_MOAT" ] || lab_fail "$LAB_MOAT is not built"
   pmd=$(lab_pmd_wanted "$q")
   if [ "$pmd" = af_xdp ] && [ -z "$LAB_PMD_PROBED" ]; then
     # The probe: moat on af_xdp must start and pass a ping.
     local why=""
     if ! _lab_moat_launch af_xdp "$q" "$@"; then
-      why="moat did not start on it: $(grep -iE "xdp|error" "$LAB_DIR/moat.log" | head -3 | tr '\n' ' ')"
+      why="moat did not start on it: $(_lab_start_error)"
     elif ! _lab_frames_pass; then
       why="a ping through moat got no answer within 5 s"
       kill -9 "$LAB_MOAT_PID" 2>/dev/null || true
@@ -253,6 +260,7 @@ lab_moat_start() {
     LAB_PMD_PROBED=af_packet
     export LAB_PMD_PROBED
     pmd=af_packet
+    fell_back=1
   fi
   if ! _lab_moat_launch "$pmd" "$q" "$@"; then
     cat "$LAB_DIR/moat.log" >&2
@@ -262,6 +270,7 @@ lab_moat_start() {
   LAB_PMD_USED=$pmd
   local how="LAB_PMD=$LAB_PMD"
   [ "$LAB_PMD" = auto ] && how="auto: probed earlier in this shell"
+  [ $fell_back -eq 1 ] && how="auto: the fallback"
   [ "$q" -gt 1 ] && how="$q queues"
   lab_log "moat on net_$pmd ($how)"
 }
