@@ -129,7 +129,8 @@ Options Parse(int argc, char** argv) {
       if (*end != '\0' || o.rate > 100000000) Usage("--rate must be 0..100000000");
     } else if (a == "--seconds") {
       o.seconds = std::strtod(v, &end);
-      if (*end != '\0' || !(o.seconds > 0 && o.seconds <= 600)) Usage("--seconds must be in (0, 600]");
+      if (*end != '\0' || !(o.seconds > 0 && o.seconds <= 600))
+        Usage("--seconds must be in (0, 600]");
     } else if (a == "--batch") {
       const unsigned long b = std::strtoul(v, &end, 10);
       if (*end != '\0' || b < 1 || b > 256) Usage("--batch must be 1..256");
