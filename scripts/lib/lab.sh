@@ -18,11 +18,15 @@
 #                  to the frame's RX queue, XDP_PASS if there is none) to
 #                  the root end in native (driver) mode; veth implements
 #                  XDP itself, and with a program attached the peer's
-#                  transmit goes through the root end's ptr_ring and NAPI
-#                  straight into moat's UMEM, no skb per frame on the way
-#                  in. veth has no zero-copy, so the socket binds in copy
-#                  mode and moat's TX is one sendto() kick per burst into
-#                  the peer as an ordinary skb. Nothing is needed on the
+#                  transmit goes through the root end's ptr_ring to its
+#                  NAPI poll, where the program redirects each frame into
+#                  moat's UMEM (a copy) before the root namespace's stack
+#                  or any socket sees it. veth has no zero-copy, so the
+#                  socket binds in copy mode and moat's TX is one sendto()
+#                  kick per burst, each frame copied into an skb for the
+#                  peer. veth refuses the program while the peer's MTU is
+#                  above about a page (a frame must fit one page without
+#                  multi-buffer XDP), so jumbo-frame labs fall back. Nothing is needed on the
 #                  namespace-side (peer) end: XDP on the peer matters only
 #                  for XDP_REDIRECT *into* a veth (ndo_xdp_xmit), which this
 #                  path never does (checked on this kernel: ping and TCP
@@ -33,8 +37,10 @@
 #                  queue, and a frame on a queue with no XSK bound would be
 #                  passed to the root namespace's stack, i.e. lost. The UMEM
 #                  is moat's own mempool (hugepages, which the lab uses
-#                  anyway). No xdp_prog (the default program is right) and
-#                  the PMD's default busy_budget.
+#                  anyway). No xdp_prog (the default program is right);
+#                  busy_budget stays at the PMD's default (deferring the
+#                  veth's NAPI so that moat's polls would drive it only
+#                  made things slower, bench/attack/README.md).
 #   net_af_packet  a PACKET_MMAP socket per port: every frame is an skb and
 #                  two socket hops (the fallback; also the only PMD for
 #                  LAB_QUEUES>1: veth has no RSS, its RX queue is the
