@@ -157,8 +157,12 @@ void FramePath::FlushAll(uint64_t tsc) {
 }
 
 void FramePath::EndRound(bool saturated, uint64_t tsc) {
-  (void)saturated;
-  if (tsc - last_flush_ >= drain_tsc_) FlushAll(tsc);
+  // An RX queue that returned less than a full burst is drained: nothing
+  // more is coming from it right now, so holding a partial buffer would
+  // only add latency (up to drain_tsc per hop, which a sequential TCP
+  // client pays on every segment of every handshake). Only when every
+  // queue came back full is a fuller burst on its way.
+  if (!saturated || tsc - last_flush_ >= drain_tsc_) FlushAll(tsc);
 }
 
 }  // namespace moat::dataplane

@@ -336,6 +336,25 @@ TEST_F(FramePathTest, AFullBurstLeavesAtOnce) {
   FreeAll(s);
 }
 
+TEST_F(FramePathTest, APartialBurstLeavesAtTheEndOfTheRound) {
+  auto path = Make();
+  path->FlushAll(1000);
+  ApplyTagged(path.get(), Side::kClient, {Verdict::kForward, Verdict::kReflect}, {100, 100}, &out_);
+  EXPECT_EQ(path->buffered(Side::kServer), 1);
+  EXPECT_EQ(path->buffered(Side::kClient), 1);
+  // Long before the drain deadline: the RX queues were not full, so
+  // nothing more is coming right now.
+  path->EndRound(/*saturated=*/false, 1001);
+  EXPECT_EQ(path->buffered(Side::kServer), 0);
+  EXPECT_EQ(path->buffered(Side::kClient), 0);
+  std::vector<rte_mbuf*> s = Sent(g_lab->server);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  EXPECT_EQ(s.size(), 1u);
+  EXPECT_EQ(c.size(), 1u);
+  FreeAll(s);
+  FreeAll(c);
+}
+
 TEST_F(FramePathTest, ASaturatedRoundHoldsAPartialBurstUntilTheDrainDeadline) {
   auto path = Make();  // drain_tsc = 1000000
   path->FlushAll(1000);
@@ -406,6 +425,68 @@ class WorkerTest : public RingTest {
   std::unique_ptr<Worker> worker_;
   uint64_t tsc_ = 0;
 };
+
+TEST_F(WorkerTest, ALoneBridgedFrameLeavesInTheRoundItArrived) {
+  // TCP to a port moat does not protect: bridged unchanged.
+  const std::vector<uint8_t> f =
+      moat::testing::TcpPacket().Ports(40000, 22).Flags(net::kTcpSyn).Seq(7).Build();
+  Receive(g_lab->client, f);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> s = Sent(g_lab->server);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(Bytes(s[0]), f);
+  EXPECT_EQ(worker_->stats().Load(DpCounter::k_rx_frames), 1u);
+  EXPECT_EQ(worker_->stats().Load(DpCounter::k_tx_frames), 1u);
+  FreeAll(s);
+}
+
+TEST_F(WorkerTest, ASynIsAnsweredInTheRoundItArrived) {
+  const std::vector<uint8_t> syn = moat::testing::TcpPacket()
+                                       .Ports(40000, 80)
+                                       .Flags(net::kTcpSyn)
+                                       .Seq(1000)
+                                       .Mss(1460)
+                                       .SackPermitted()
+                                       .Build();
+  Receive(g_lab->client, syn);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  std::vector<rte_mbuf*> s = Sent(g_lab->server);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(s.size(), 0u) << "the backend never sees the SYN";
+  std::vector<uint8_t> synack = Bytes(c[0]);
+  net::PacketView v;
+  ASSERT_EQ(moat::testing::Parse(synack, &v), net::ParseError::kOk);
+  EXPECT_EQ(v.tcp_flags(), net::kTcpSyn | net::kTcpAck);
+  EXPECT_EQ(v.ack().value(), 1001u);
+  EXPECT_EQ(worker_->engine_stats().Load(proxy::Counter::k_synack_sent), 1u);
+  FreeAll(c);
+}
+
+TEST_F(WorkerTest, ASaturatedRoundKeepsBatchingForTheNextRound) {
+  // Full bursts on both ports: 31 bridged frames and a SYN from the
+  // client, 32 bridged frames from the server.
+  for (uint32_t i = 0; i < 31; ++i) {
+    Receive(g_lab->client, moat::testing::TcpPacket().Ports(40000, 22).Seq(i).Build());
+  }
+  Receive(g_lab->client,
+          moat::testing::TcpPacket().Ports(40001, 80).Flags(net::kTcpSyn).Seq(5).Build());
+  for (uint32_t i = 0; i < 32; ++i) {
+    Receive(
+        g_lab->server,
+        moat::testing::TcpPacket().V4("198.18.0.2", "198.18.0.1").Ports(22, 40000).Seq(i).Build());
+  }
+  EXPECT_EQ(Round(), 64);
+  // The client port's buffer filled (the SYN-ACK and 31 of the server's
+  // frames) and went out; the server port's 31 wait for more.
+  EXPECT_EQ(rte_ring_count(g_lab->client.tx), 32u);
+  EXPECT_EQ(rte_ring_count(g_lab->server.tx), 0u);
+  // The next round finds the RX queues empty: everything goes.
+  EXPECT_EQ(Round(), 0);
+  EXPECT_EQ(rte_ring_count(g_lab->client.tx), 33u);
+  EXPECT_EQ(rte_ring_count(g_lab->server.tx), 31u);
+  EXPECT_EQ(worker_->stats().Load(DpCounter::k_tx_frames), 64u);
+}
 
 TEST_F(WorkerTest, AChainedFrameIsDroppedBeforeTheEngine) {
   rte_mbuf* m = Mbuf(Tagged(1));

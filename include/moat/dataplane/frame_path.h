@@ -7,8 +7,12 @@
 // (tests/dataplane).
 //
 // TX flush policy: a port's buffer goes out as soon as it holds a full
-// burst, and both buffers go out at the end of the first round that is
-// `drain_tsc` after the previous flush (l3fwd's drain timer).
+// burst. At the end of a poll round whatever is left goes out too, unless
+// every RX poll of the round returned a full burst: then more frames are
+// right behind and the buffers fill on their own, so partial ones wait
+// (l3fwd's batching at full load). `drain_tsc` is the backstop for that
+// case: no frame waits in a buffer longer than that. A lone frame at low
+// load therefore leaves in the round it arrived in.
 
 #include <cstdint>
 

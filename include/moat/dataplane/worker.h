@@ -21,7 +21,9 @@ namespace moat::dataplane {
 
 struct WorkerConfig {
   uint16_t burst = 32;
-  // TX buffers are flushed at least this often (l3fwd uses ~100 us).
+  // While every RX queue returns full bursts, partly filled TX buffers
+  // wait at most this long for more (l3fwd drains every ~100 us); in any
+  // other round they are flushed at its end (FramePath::EndRound).
   uint32_t tx_drain_us = 100;
   // Engine timer tick (backend SYN retransmits, TIME_WAIT, idle expiry).
   uint32_t tick_us = 1000;
