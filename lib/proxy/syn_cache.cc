@@ -82,8 +82,13 @@ absl::StatusOr<std::unique_ptr<SynCache>> SynCache::Create(uint32_t entries, uin
   const uint32_t n = BucketsFor(entries) * kWays;
   std::unique_ptr<SynCache> c(new (std::nothrow) SynCache(n));
   if (!c) return absl::ResourceExhaustedError("cannot allocate the SYN cache");
-  c->entries_ = static_cast<SynCacheEntry*>(std::aligned_alloc(64, n * sizeof(SynCacheEntry)));
-  c->sigs_ = static_cast<SigRow*>(std::aligned_alloc(64, (n / kWays) * sizeof(SigRow) + 64));
+  // aligned_alloc wants a size that is a multiple of the alignment (C11
+  // 7.22.3.1; glibc forgives it, ASan does not).
+  auto round64 = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
+  c->entries_ = static_cast<SynCacheEntry*>(
+      std::aligned_alloc(64, round64(uint64_t{n} * sizeof(SynCacheEntry))));
+  c->sigs_ = static_cast<SigRow*>(
+      std::aligned_alloc(64, round64((n / kWays) * sizeof(SigRow) + 64)));
   if (c->entries_ == nullptr || c->sigs_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a SYN cache of ", n, " entries (", MemoryBytes(n) >> 10,
