@@ -247,6 +247,7 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
       break;
   }
   const bool absorb = v.payload_len == 0 && kind != SegmentKind::kFin;
+  const bool nothing_held = f->held_count == 0;
   if (!absorb) {
     if (!held_->Hold(f, v.frame, v.frame_len)) {
       // Bounded per flow and per engine; the client retransmits.
@@ -256,9 +257,14 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
     stats_.Inc(Counter::k_held_segments);
   }
   // Accepted: the third ACK moat sends the backend is built from the
-  // latest of these (window, TSval).
+  // latest of these (window), but its TSval is that of the first segment
+  // held, if any: the held segments follow the third ACK, and one with a
+  // TSval older than the ACK's would fail the backend's PAWS check (RFC
+  // 7323 §5.3; Linux allows one tick) and be dropped. For data moat already
+  // acknowledged (Fast Open, whose SYN data is held first) the client would
+  // never send it again.
   f->last_seen_ns = now_ns;
-  if (f->client_ts && v.opts.has_timestamps) f->client_tsval = v.opts.tsval;
+  if (f->client_ts && v.opts.has_timestamps && nothing_held) f->client_tsval = v.opts.tsval;
   Track(f, Side::kClient, v);
   if (absorb) {
     // A duplicate of the handshake ACK, or a window update.

@@ -83,7 +83,9 @@ absl::StatusOr<std::unique_ptr<SynCache>> SynCache::Create(uint32_t entries, uin
   std::unique_ptr<SynCache> c(new (std::nothrow) SynCache(n));
   if (!c) return absl::ResourceExhaustedError("cannot allocate the SYN cache");
   c->entries_ = static_cast<SynCacheEntry*>(std::aligned_alloc(64, n * sizeof(SynCacheEntry)));
-  c->sigs_ = static_cast<SigRow*>(std::aligned_alloc(64, (n / kWays) * sizeof(SigRow) + 64));
+  // aligned_alloc wants a multiple of the alignment.
+  const size_t sig_bytes = ((n / kWays) * sizeof(SigRow) + 63) / 64 * 64;
+  c->sigs_ = static_cast<SigRow*>(std::aligned_alloc(64, sig_bytes));
   if (c->entries_ == nullptr || c->sigs_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a SYN cache of ", n, " entries (", MemoryBytes(n) >> 10,

@@ -208,6 +208,30 @@ TEST_P(FastOpenTest, ValidCookieWithDataOpensTheBackendAndDeliversTheDataOnce) {
   EXPECT_EQ(h.Count(Counter::k_held_segments), 1u);
 }
 
+// The client's ACK of our SYN-ACK comes (with a later TSval) before the
+// backend answers: the third ACK must not carry a TSval newer than the held
+// SYN data's, or the backend's PAWS check drops the data (found in
+// lab-fastopen; the client never resends data moat acknowledged).
+TEST_P(FastOpenTest, HeldSynDataIsNotOlderThanTheThirdAck) {
+  Harness h(TfoConfig());
+  Conn c = MakeConn();
+  const Cookie k = GetCookie(h, c);
+  Seen synack;
+  ASSERT_EQ(h.Send(Side::kClient, TfoSyn(c, &k, 100), &synack), Verdict::kReflect);
+  c.cookie_isn = synack.seq();
+  const uint32_t syn_tsval = c.client_tsval - 10;  // ClientSyn's TSval
+  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 101).Ack(c.cookie_isn + 1)
+                                     .Ts(syn_tsval + 50, synack.opts.tsval)),
+            Verdict::kConsumed);
+  ASSERT_EQ(h.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
+  ASSERT_EQ(h.emitted().size(), 2u);
+  const Seen& ack = h.emitted()[0];
+  const Seen& data = h.emitted()[1];
+  ASSERT_EQ(data.payload_len(), 100);
+  EXPECT_EQ(data.opts.tsval, syn_tsval);
+  EXPECT_EQ(ack.opts.tsval, syn_tsval) << "third ACK newer than the data that follows it";
+}
+
 TEST_P(FastOpenTest, BadCookiesFallBackToTheNormalHandshake) {
   Harness h(TfoConfig());
   Conn c = MakeConn();
