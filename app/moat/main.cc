@@ -37,7 +37,7 @@
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
 
-// The command-line contract (DESIGN.md): these names are relied on.
+// The command-line contract (docs/design.md): these names are relied on.
 DEFINE_uint32(client_port, 0, "ethdev port facing the clients (EAL probe order)");
 DEFINE_uint32(server_port, 1, "ethdev port facing the backends (EAL probe order)");
 DEFINE_string(protect, "",
@@ -61,7 +61,15 @@ DEFINE_uint32(tx_desc, 1024, "TX descriptors per queue");
 DEFINE_uint32(pool_mbufs, 0,
               "mbufs per NUMA socket; 0 = sized from the rings (raise for net_pcap infinite_rx)");
 DEFINE_uint32(burst, 32, "RX burst size (1-64)");
-DEFINE_uint32(tx_drain_us, 100, "flush TX buffers at least this often (microseconds)");
+// TX flush policy (lib/dataplane/frame_path.h): a TX buffer goes out when
+// it holds a full burst, and at the end of every poll round in which some
+// RX queue returned less than a full burst, so at low rates a frame leaves
+// in the round it arrived in. Only while every RX queue keeps returning
+// full bursts do partial buffers wait for more, at most this long.
+DEFINE_uint32(tx_drain_us, 100,
+              "at full load (every RX queue returning full bursts), the longest a frame waits "
+              "in a partly filled TX buffer (microseconds); below full load frames leave in the "
+              "poll round they arrived in");
 DEFINE_uint32(idle_sleep_us, 0,
               "when > 0, an idle worker sleeps this long instead of busy-polling "
               "(small machines; adds up to this much latency)");

@@ -114,8 +114,8 @@ echo "/moat/info" | dpdk-telemetry.py -f "moat-$LAB_NAME" 2>/dev/null | grep -q 
 timeout 20 dpdk-proc-info --file-prefix="moat-$LAB_NAME" --no-pci -- --stats >"$LAB_DIR/procinfo" 2>&1 || true
 grep -q "RX-packets" "$LAB_DIR/procinfo" || { cat "$LAB_DIR/procinfo" >&2; lab_fail "dpdk-proc-info showed no port stats"; }
 echo "telemetry /moat/info and dpdk-proc-info --stats: ok"
-sleep 1.5
-grep -q "moat stats" "$LAB_DIR/moat.log" || lab_fail "--stats_period=1 printed no table"
+stats_table() { grep -q "moat stats" "$LAB_DIR/moat.log"; }
+lab_wait_for 10 "a stats table from --stats_period=1" stats_table
 kill -TERM "$LAB_MOAT_PID"
 rc=0
 wait "$LAB_MOAT_PID" || rc=$?

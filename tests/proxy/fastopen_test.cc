@@ -52,16 +52,16 @@ bool FindCookie(const Seen& s, uint8_t* kind, Cookie* cookie) {
   return false;
 }
 
-Seg TfoSyn(const Conn& c, const Cookie* cookie, size_t data, const uint8_t* src = nullptr) {
-  Seg s = ClientSyn(c);
+TcpPacket TfoSyn(const Conn& c, const Cookie* cookie, size_t data, const uint8_t* src = nullptr) {
+  TcpPacket s = ClientSyn(c);
   if (cookie == nullptr) {
-    s.Tfo();
+    s.FastOpenRequest();
   } else {
     const Cookie& k = *cookie;
     s.Opt({34, 10, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]});
   }
-  if (data) s.Payload(data, 'q');
-  if (src) s.Src(src);
+  if (data) s.PayloadFill(data, 'q');
+  if (src) s.SrcAddr(src);
   return s;
 }
 
@@ -174,7 +174,7 @@ TEST_P(FastOpenTest, ValidCookieWithDataOpensTheBackendAndDeliversTheDataOnce) {
   EXPECT_EQ(h.Count(Counter::k_fastopen_syn_again), 1u);
   // Its ACK of our SYN-ACK, before the backend answered: absorbed.
   ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 101).Ack(c.cookie_isn + 1)
-                                     .Ts(c.client_tsval, c.synack_tsval)),
+                                     .Timestamps(c.client_tsval, c.synack_tsval)),
             Verdict::kConsumed);
 
   // The backend answers: third ACK, then the data, translated, once.
@@ -199,7 +199,7 @@ TEST_P(FastOpenTest, ValidCookieWithDataOpensTheBackendAndDeliversTheDataOnce) {
   // The backend's answer reaches the client in moat's sequence space.
   Seen reply;
   ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 101)
-                                      .Payload(50).Ts(c.backend_tsval + 1, c.client_tsval),
+                                      .PayloadFill(50, 'x').Timestamps(c.backend_tsval + 1, c.client_tsval),
                    &reply),
             Verdict::kForward);
   EXPECT_EQ(reply.seq(), c.cookie_isn + 1);

@@ -105,9 +105,9 @@ TEST_P(SynCacheTest, BackendSynCarriesTheClientsExactOptions) {
   ASSERT_EQ(h.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1;
   Seen fwd;
-  ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Win(100), &fwd), Verdict::kForward);
+  ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Window(100), &fwd), Verdict::kForward);
   EXPECT_EQ(fwd.win(), 100 << 7);
-  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(cs).Ack(c.cookie_isn + 1).Win(77), &fwd),
+  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(cs).Ack(c.cookie_isn + 1).Window(77), &fwd),
             Verdict::kForward);
   EXPECT_EQ(fwd.win(), 77);  // the backend agreed to the client's shift 3
 }
@@ -192,7 +192,7 @@ TEST_P(SynCacheTest, FullBucketEvictsOldestAndItsAckFallsBackToTheCookie) {
   ASSERT_EQ(h.Send(Side::kServer, BackendSynAck(conns[0])), Verdict::kConsumed);
   Seen fwd;
   ASSERT_EQ(h.Send(Side::kServer, conns[0].S().Seq(conns[0].backend_isn + 1)
-                                      .Ack(conns[0].client_isn + 1).Win(300), &fwd),
+                                      .Ack(conns[0].client_isn + 1).Window(300), &fwd),
             Verdict::kForward);
   EXPECT_EQ(fwd.win(), 300);
   // The second is still there: exact.
