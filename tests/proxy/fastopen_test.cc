@@ -221,7 +221,7 @@ TEST_P(FastOpenTest, HeldSynDataIsNotOlderThanTheThirdAck) {
   c.cookie_isn = synack.seq();
   const uint32_t syn_tsval = c.client_tsval - 10;  // ClientSyn's TSval
   ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 101).Ack(c.cookie_isn + 1)
-                                     .Ts(syn_tsval + 50, synack.opts.tsval)),
+                                     .Timestamps(syn_tsval + 50, synack.opts.tsval)),
             Verdict::kConsumed);
   ASSERT_EQ(h.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
   ASSERT_EQ(h.emitted().size(), 2u);
