@@ -200,7 +200,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
 
   Verdict verdict = Verdict::kConsumed;
   if (v.payload_len != 0 || p->kind == SegmentKind::kFin) {
-    if (held_->Hold(f, v.frame, v.frame_len)) {
+    if (held_->Hold(f, v.frame, v.frame_len, v.seq(), v.seg_len())) {
       stats_.Inc(Counter::k_held_segments);
     } else {
       // The flow stands; the data is lost and the client retransmits it.
@@ -252,8 +252,12 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
       break;
   }
   const bool absorb = v.payload_len == 0 && kind != SegmentKind::kFin;
-  if (!absorb) {
-    if (!held_->Hold(f, v.frame, v.frame_len)) {
+  // A copy of a segment already held (the client retransmits while the
+  // backend is slow) is absorbed: it must not fill the flow's slots, and
+  // the backend gets the bytes once.
+  const bool duplicate = !absorb && held_->Covers(f, v.seq(), v.seg_len());
+  if (!absorb && !duplicate) {
+    if (!held_->Hold(f, v.frame, v.frame_len, v.seq(), v.seg_len())) {
       // Bounded per flow and per engine; the client retransmits.
       stats_.Inc(Counter::k_drop_held_overflow);
       return Verdict::kDrop;
@@ -268,6 +272,8 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
   if (absorb) {
     // A duplicate of the handshake ACK, or a window update.
     stats_.Inc(Counter::k_handshake_acks_absorbed);
+  } else if (duplicate) {
+    stats_.Inc(Counter::k_held_duplicate);
   }
   return Verdict::kConsumed;
 }

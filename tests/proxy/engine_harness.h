@@ -63,6 +63,8 @@ class Seg {
   Seg& Ack(uint32_t v) { ack_ = v; return *this; }
   Seg& Flags(uint8_t f) { flags_ = f; return *this; }
   Seg& Win(uint16_t w) { win_ = w; return *this; }
+  // IPv4 TOS / IPv6 traffic class; the low two bits are ECN (RFC 3168 §5).
+  Seg& Tos(uint8_t t) { tos_ = t; return *this; }
   Seg& Ports(uint16_t s, uint16_t d) { sport_ = s; dport_ = d; return *this; }
   Seg& Dst(const uint8_t* a) { dst_override_ = a; return *this; }
   Seg& Vlan(uint16_t tci) { vlans_.push_back(tci); return *this; }
@@ -111,6 +113,7 @@ class Seg {
     s.dst_addr = dst_override_ ? dst_override_ : (from_client_ ? sv : c);
     s.src_port = sport_;
     s.dst_port = dport_;
+    s.tos_tclass = tos_;
     s.seq = seq_;
     s.ack = ack_;
     s.flags = flags_;
@@ -132,6 +135,7 @@ class Seg {
   uint32_t seq_ = 0, ack_ = 0;
   uint8_t flags_ = net::kTcpAck;
   uint16_t win_ = 1000;
+  uint8_t tos_ = 0;
   std::vector<uint16_t> vlans_;
   std::vector<uint8_t> options_;
   std::vector<uint8_t> payload_;

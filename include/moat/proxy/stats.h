@@ -77,7 +77,9 @@ namespace moat::proxy {
   X(rst_in_window, "in-window RSTs passed on; flow kept until confirmed")      \
   X(flows_time_wait, "flows closed both ways, lingering in TIME_WAIT")         \
   X(time_wait_reuse, "client SYNs that replaced a flow in TIME_WAIT")          \
-  X(idle_rst_sent, "idle-expired flows reset towards both ends")
+  X(idle_rst_sent, "idle-expired flows reset towards both ends")               \
+  X(held_duplicate, "client retransmissions of a segment already held while "  \
+                    "the backend handshake ran (absorbed)")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
