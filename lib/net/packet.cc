@@ -183,6 +183,26 @@ void FillIpv4HeaderChecksum(PacketView& v) {
 
 void FillTcpChecksum(PacketView& v) { StoreBe16(v.tcp() + 16, ComputeTcpChecksum(v)); }
 
+uint8_t IpEcn(const PacketView& v) {
+  const uint8_t* ip = v.ip();
+  // IPv6: version(4) | traffic class(8) | flow label(20); the class's low
+  // two bits are bits 5..4 of the second byte.
+  return static_cast<uint8_t>(v.ipv6() ? (ip[1] >> 4) & 3 : ip[1] & 3);
+}
+
+void ClearIpEcn(PacketView& v) {
+  uint8_t* ip = v.ip();
+  if (v.ipv6()) {
+    ip[1] = static_cast<uint8_t>(ip[1] & ~0x30);
+    return;
+  }
+  const uint16_t old_word = LoadBe16(ip);
+  const uint16_t new_word = static_cast<uint16_t>(old_word & ~0x0003);
+  if (old_word == new_word) return;
+  StoreBe16(ip, new_word);
+  StoreBe16(ip + 10, ChecksumUpdate16(LoadBe16(ip + 10), old_word, new_word));
+}
+
 void FillIpLength(PacketView& v) {
   if (v.ipv6()) {
     StoreBe16(v.ip() + 4, static_cast<uint16_t>(v.l3_end - v.l3_offset - kIpv6HeaderLen));

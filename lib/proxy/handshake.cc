@@ -328,6 +328,13 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     // operator can align the backend's settings with --timestamps.
     stats_.Inc(Counter::k_backend_ts_mismatch);
   }
+  if (f->ecn && (v.tcp_flags() & (kTcpEce | kTcpCwr)) != kTcpEce) {
+    // RFC 3168 §6.1.1: only a SYN-ACK with ECE and without CWR agrees to
+    // ECN. The client believes it has ECN (moat's SYN-ACK said so), so its
+    // segments must stop claiming it towards this backend (Translate).
+    f->ecn_clear = true;
+    stats_.Inc(Counter::k_backend_ecn_refused);
+  }
   if (opts.has_mss && opts.mss < (v.ipv6() ? config_.mss - 20 : config_.mss)) {
     // Clients size segments by the MSS moat advertised; a backend that
     // takes less is misconfigured relative to --mss.
@@ -425,6 +432,10 @@ void Engine::ReleaseHeld(Flow* f, Output* out) {
     std::memcpy(buf, data, len);
     PacketView v;
     if (net::ParseFrame(buf, len, &v) == net::ParseError::kOk && v.is_tcp) {
+      if (f->ecn_clear && net::IpEcn(v) == net::kEcnCe) {
+        stats_.Inc(Counter::k_drop_ecn_ce);  // as in Splice
+        return;
+      }
       Translate<Side::kClient>(f, v);
       out->Commit(Side::kServer, len);
       stats_.Inc(Counter::k_held_released);

@@ -827,5 +827,31 @@ TEST(PacketView, ReparsingIsIdempotentAndResetsTheView) {
   EXPECT_EQ(v.payload_len, 0);
 }
 
+// RFC 3168 §5: the ECN field is the low two bits of the IPv4 TOS byte and
+// of the IPv6 traffic class; clearing it keeps the DSCP and, for IPv4, a
+// valid header checksum.
+TEST(PacketView, IpEcnReadAndClearedKeepingDscpAndChecksum) {
+  for (bool v6 : {false, true}) {
+    for (uint8_t ecn : {kEcnNotEct, kEcnEct1, kEcnEct0, kEcnCe}) {
+      SCOPED_TRACE(std::to_string(v6) + "/" + std::to_string(ecn));
+      TcpPacket b;
+      if (v6) b.V6("2001:2::1", "2001:2::2");
+      std::vector<uint8_t> f = b.Tos(static_cast<uint8_t>(0xb8 | ecn)).Build();
+      PacketView v;
+      ASSERT_EQ(Parse(f, &v), ParseError::kOk);
+      EXPECT_EQ(IpEcn(v), ecn);
+      ClearIpEcn(v);
+      EXPECT_EQ(IpEcn(v), kEcnNotEct);
+      if (v6) {
+        EXPECT_EQ(LoadBe32(v.ip()) >> 20, 0x6b8u);  // version 6, DSCP EF, Not-ECT
+      } else {
+        EXPECT_EQ(v.ip()[1], 0xb8);
+        EXPECT_TRUE(VerifyIpv4HeaderChecksum(v));
+      }
+      EXPECT_TRUE(VerifyTcpChecksum(v));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moat::net

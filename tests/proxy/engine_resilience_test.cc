@@ -84,5 +84,96 @@ TEST_P(ResilienceTest, RetransmittedCopiesDoNotFillTheHeldSlots) {
   EXPECT_EQ(h_.Count(Counter::k_held_released), 4u);
 }
 
+// ---------------------------------------------------------------------------
+// ECN (RFC 3168): the client negotiated it with moat; the backend may not.
+
+constexpr uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;
+
+// The ECN field of a frame's IP header (IPv4 TOS or IPv6 traffic class,
+// low two bits; RFC 3168 §5).
+uint8_t EcnOf(const Seen& s) {
+  const uint8_t* ip = s.v.ip();
+  return s.v.ipv6() ? static_cast<uint8_t>((ip[1] >> 4) & 3) : static_cast<uint8_t>(ip[1] & 3);
+}
+
+Seg ClientData(const Conn& c, uint32_t off, uint8_t ecn, uint8_t extra_flags = 0) {
+  return c.C().Seq(c.client_isn + 1 + off).Ack(c.cookie_isn + 1).Win(c.client_win)
+      .Ts(c.client_tsval + 1 + off, c.synack_tsval).Payload(100).Tos(uint8_t(0xb8 | ecn))
+      .Flags(kTcpAck | kTcpPsh | extra_flags);
+}
+
+TEST_P(ResilienceTest, BackendRefusingEcnIsCountedAndClientStopsClaimingIt) {
+  Conn c = MakeConn();
+  c.ecn = true;
+  const Seen synack = DoSyn(h_, &c);
+  ASSERT_TRUE(synack.flags() & kTcpEce);  // moat agreed to ECN with the client
+  ASSERT_EQ(h_.Send(Side::kClient, ClientHandshakeAck(c)), Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].flags() & (kTcpEce | kTcpCwr), kTcpEce | kTcpCwr);
+  // The backend's SYN-ACK lacks ECE: it does not do ECN (RFC 3168 §6.1.1).
+  ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
+  EXPECT_EQ(h_.Count(Counter::k_backend_ecn_refused), 1u);
+
+  // The client still believes in ECN: its data claims ECT, and it sets ECE
+  // and CWR. None of that may reach a backend that would ignore the marks:
+  // routers behind moat must drop rather than mark, so the client hears of
+  // congestion by loss.
+  uint32_t off = 0;
+  for (uint8_t ecn : {kEct0, kEct1, kNotEct}) {
+    SCOPED_TRACE(static_cast<int>(ecn));
+    Seen out;
+    ASSERT_EQ(h_.Send(Side::kClient, ClientData(c, off, ecn, kTcpEce | kTcpCwr), &out),
+              Verdict::kForward);
+    EXPECT_EQ(EcnOf(out), kNotEct);  // ParseSeen checked the IPv4 header checksum
+    if (out.v.ipv6()) {  // DSCP kept
+      EXPECT_EQ(out.v.ip()[0] & 0x0f, 0x0b);
+      EXPECT_EQ(out.v.ip()[1] & 0xc0, 0x80);
+    } else {
+      EXPECT_EQ(out.v.ip()[1] & 0xfc, 0xb8);
+    }
+    EXPECT_EQ(out.flags() & (kTcpEce | kTcpCwr), 0);
+    EXPECT_EQ(out.ack(), c.backend_isn + 1);
+    off += 100;
+  }
+  // A segment a router before moat already marked CE: the backend cannot
+  // echo the mark, so it is turned into a loss (RFC 6040 §4.2, a CE outer
+  // header on a Not-ECT inner one is dropped).
+  EXPECT_EQ(h_.Send(Side::kClient, ClientData(c, off, kCe)), Verdict::kDrop);
+  EXPECT_EQ(h_.Count(Counter::k_drop_ecn_ce), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_ecn_cleared), 3u);
+}
+
+TEST_P(ResilienceTest, BackendAcceptingEcnKeepsEveryMark) {
+  Conn c = MakeConn();
+  c.ecn = true;
+  DriveToSynSent(h_, &c);
+  ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c).Flags(kTcpSyn | kTcpAck | kTcpEce)),
+            Verdict::kConsumed);
+  EXPECT_EQ(h_.Count(Counter::k_backend_ecn_refused), 0u);
+  uint32_t off = 0;
+  for (uint8_t ecn : {kEct0, kEct1, kCe}) {
+    Seen out;
+    ASSERT_EQ(h_.Send(Side::kClient, ClientData(c, off, ecn, kTcpEce | kTcpCwr), &out),
+              Verdict::kForward);
+    EXPECT_EQ(EcnOf(out), ecn);
+    EXPECT_EQ(out.flags() & (kTcpEce | kTcpCwr), kTcpEce | kTcpCwr);
+    off += 100;
+  }
+  EXPECT_EQ(h_.Count(Counter::k_ecn_cleared), 0u);
+  EXPECT_EQ(h_.Count(Counter::k_drop_ecn_ce), 0u);
+}
+
+TEST_P(ResilienceTest, HeldSegmentsStopClaimingEcnTowardsARefusingBackend) {
+  Conn c = MakeConn();
+  c.ecn = true;
+  DoSyn(h_, &c);
+  Seg first = ClientHandshakeAck(c, 100).Tos(kEct0);
+  ASSERT_EQ(h_.Send(Side::kClient, first), Verdict::kConsumed);
+  ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
+  ASSERT_EQ(h_.emitted().size(), 2u);
+  EXPECT_EQ(EcnOf(h_.emitted()[1]), kNotEct);
+  EXPECT_EQ(h_.Count(Counter::k_ecn_cleared), 1u);
+}
+
 }  // namespace
 }  // namespace moat::proxy::testing

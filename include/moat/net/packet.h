@@ -244,6 +244,19 @@ class TcpRewriter {
 // kOk TCP view never carries a malformed option list.
 ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* out);
 
+// The ECN field (RFC 3168 §5): the low two bits of the IPv4 TOS byte or of
+// the IPv6 traffic class.
+inline constexpr uint8_t kEcnNotEct = 0;
+inline constexpr uint8_t kEcnEct1 = 1;
+inline constexpr uint8_t kEcnEct0 = 2;
+inline constexpr uint8_t kEcnCe = 3;
+// For an IPv4 or IPv6 view.
+uint8_t IpEcn(const PacketView& v);
+// Sets the ECN field to Not-ECT and keeps the DSCP; the IPv4 header
+// checksum is updated incrementally (RFC 1624). IPv6 has no header checksum
+// and the traffic class is not in the TCP pseudo-header.
+void ClearIpEcn(PacketView& v);
+
 bool VerifyIpv4HeaderChecksum(const PacketView& v);
 bool VerifyTcpChecksum(const PacketView& v);
 void FillIpv4HeaderChecksum(PacketView& v);

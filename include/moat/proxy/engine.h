@@ -41,9 +41,14 @@
 //   reach the backend with the quoted seq in its own space (PMTU
 //   discovery), when they reach the flow's worker: RSS places them by
 //   their outer addresses, so with several queues only by chance.
-// Not handled: a backend that refuses options
-// the client negotiated with moat (timestamps, ECN) is counted
-// (backend_ts_mismatch) but not compensated; option space is never grown.
+// - A backend that refuses ECN the client negotiated with moat is counted
+//   (backend_ecn_refused); the client's segments then stop claiming ECN
+//   towards it (ECT and ECE/CWR cleared, CE-marked ones dropped), so
+//   congestion shows as loss instead of marks nobody echoes (RFC 3168
+//   §6.1.1, RFC 6040 §4.2).
+// Not handled: a backend that refuses timestamps the client negotiated
+// with moat is counted (backend_ts_mismatch) but not compensated; option
+// space is never grown.
 
 #include <cstddef>
 #include <cstdint>

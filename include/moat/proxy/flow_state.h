@@ -124,6 +124,11 @@ struct Flow {
   uint32_t backend_tsval;   // the backend SYN-ACK's TSval (echoed in moat's ACK)
   HalfFlow half[2];         // indexed by Side: each end's sending half
   uint32_t held_head;       // first held segment (kNoHeld: none)
+  // The client may believe ECN is on (RFC 3168 §6.1.1) while the backend
+  // does not use it: its refusal, or a lost timestamp echo that left moat
+  // unsure what it agreed to. Client -> server segments then lose ECT and
+  // ECE/CWR (Translate<kClient>), and CE-marked ones are dropped.
+  bool ecn_clear;
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

@@ -79,7 +79,13 @@ namespace moat::proxy {
   X(time_wait_reuse, "client SYNs that replaced a flow in TIME_WAIT")          \
   X(idle_rst_sent, "idle-expired flows reset towards both ends")               \
   X(held_duplicate, "client retransmissions of a segment already held while "  \
-                    "the backend handshake ran (absorbed)")
+                    "the backend handshake ran (absorbed)")                    \
+  X(backend_ecn_refused, "backends that refused ECN the client negotiated with " \
+                         "moat (its segments then claim none)")                \
+  X(ecn_cleared, "client segments whose ECT or ECE/CWR moat cleared towards "  \
+                 "a backend without ECN (RFC 3168 6.1.1)")                     \
+  X(drop_ecn_ce, "client segments marked CE towards a backend without ECN: "   \
+                 "dropped so the mark becomes a loss (RFC 6040 4.2)")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
