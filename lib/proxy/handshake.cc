@@ -92,8 +92,9 @@ Verdict Engine::AnswerSyn(PacketView& v, Frame frame, uint64_t now_ns, Output* o
   } else if (syn.sack) {
     w.Nop().Nop().SackPermitted();
   }
-  // RFC 7323 §2.2: offer window scaling only to a client that offered it.
-  if (client_ws) w.Nop().WindowScale(config_.wscale);
+  // RFC 7323 §2.2: offer window scaling only to a client that offered it,
+  // and only a shift the cookie alone can restore (ShiftToClient).
+  if (client_ws) w.Nop().WindowScale(internal::ShiftToClient(opts.wscale, config_.wscale));
   const size_t opt_len = w.Finish();
 
   net::TcpFrameSpec s;
@@ -145,7 +146,11 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   const bool ts = opts.has_timestamps && config_.timestamps;
   // Only an echo that agrees with the MAC-protected ISN bits is applied, so
   // a mangled TSecr cannot override them (cookie.h).
-  if (ts) cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
+  bool echo = false;
+  if (ts) {
+    echo = cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
+    if (!echo) stats_.Inc(Counter::k_ts_echo_mismatch);
+  }
 
   Flow* f = table_->Insert(p->key, p->hash);
   if (f == nullptr) {
@@ -181,6 +186,10 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   }
   f->sack = syn.sack;
   f->ecn = syn.ecn;
+  // ECN rides only in the echo. Without it moat cannot tell whether its
+  // SYN-ACK agreed to ECN, so the backend is not asked for it, and the
+  // client's segments must not claim it (as for a refusing backend).
+  f->ecn_clear = !echo && config_.ecn && config_.timestamps;
   if (ts) {
     f->client_ts = true;
     f->ts_ours = opts.tsecr;

@@ -75,7 +75,9 @@ void Engine::Translate(Flow* f, PacketView& v) {
     // The client scales the server's window by the shift moat advertised,
     // the backend wrote it for its own shift (RFC 7323 §2.3).
     const int from = internal::WindowShift(f, Side::kServer);
-    const int to = f->of(Side::kClient).Has(kHalfWscale) ? config_.wscale : 0;
+    const HalfFlow& client = f->of(Side::kClient);
+    const int to =
+        client.Has(kHalfWscale) ? internal::ShiftToClient(client.wscale, config_.wscale) : 0;
     if (from != to) w.SetWindow(internal::Rescale(v.window(), from, to));
   }
 }

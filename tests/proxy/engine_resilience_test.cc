@@ -175,5 +175,148 @@ TEST_P(ResilienceTest, HeldSegmentsStopClaimingEcnTowardsARefusingBackend) {
   EXPECT_EQ(h_.Count(Counter::k_ecn_cleared), 1u);
 }
 
+// ---------------------------------------------------------------------------
+// Window scale and ECN when the timestamp echo is lost (RFC 7323 §2.2,
+// §2.3). The exact client shift rides only in moat's TSval; the cookie ISN
+// carries {none, 6, 7, 8}.
+
+// The bytes a client believes it may send: the window field scaled by the
+// shift moat's SYN-ACK offered (RFC 7323 §2.3).
+uint64_t ClientSeesBytes(const Seen& synack, const Seen& to_client) {
+  const int shift = synack.opts.has_wscale ? synack.opts.wscale : 0;
+  return static_cast<uint64_t>(to_client.win()) << shift;
+}
+
+struct EchoCase {
+  const char* name;
+  int client_ws;
+  enum { kEcho, kNoTimestamps, kMangled } ack;
+  // Expected: the shift moat's SYN-ACK offers, and the one its backend SYN
+  // carries (-1: none).
+  int synack_ws;
+  int backend_syn_ws;
+};
+
+class EchoTest : public ::testing::TestWithParam<EchoCase> {};
+
+TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
+  const EchoCase& t = GetParam();
+  Harness h;
+  Conn c;
+  c.client_ws = t.client_ws;
+  c.ecn = true;
+  const Seen synack = DoSyn(h, &c);
+  ASSERT_EQ(synack.opts.has_wscale, t.synack_ws >= 0);
+  if (t.synack_ws >= 0) {
+    EXPECT_EQ(synack.opts.wscale, t.synack_ws);
+  }
+  Seg ack = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(c.client_win);
+  if (t.ack == EchoCase::kEcho) ack.Ts(c.client_tsval, c.synack_tsval);
+  // A TSecr whose option bits disagree with the cookie (a middlebox that
+  // rewrote it): shift 8, which the ISN's code says it is not.
+  if (t.ack == EchoCase::kMangled) {
+    ack.Ts(c.client_tsval, (c.synack_tsval & ~cookie::kTsOptionMask) | 8u);
+  }
+  ASSERT_EQ(h.Send(Side::kClient, ack), Verdict::kConsumed);
+  ASSERT_EQ(h.emitted().size(), 1u);
+  const Seen backend_syn = h.emitted()[0];
+  EXPECT_EQ(backend_syn.opts.has_wscale, t.backend_syn_ws >= 0);
+  if (t.backend_syn_ws >= 0) {
+    EXPECT_EQ(backend_syn.opts.wscale, t.backend_syn_ws);
+  }
+  EXPECT_EQ(h.Count(Counter::k_ts_echo_mismatch), t.ack == EchoCase::kMangled ? 1u : 0u);
+  // ECN rides only in the echo: without it moat cannot know it promised
+  // ECN, so the backend is not asked for it.
+  EXPECT_EQ(backend_syn.flags() & (kTcpEce | kTcpCwr),
+            t.ack == EchoCase::kEcho ? (kTcpEce | kTcpCwr) : 0);
+
+  // The backend answers with its own scaling (honoured only when offered).
+  const int backend_ws = 7;
+  Seg bsa = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(kTcpSyn | kTcpAck).Win(65160)
+                .Mss(1460).SackOk().Ws(backend_ws);
+  if (t.ack != EchoCase::kNoTimestamps) bsa.Ts(c.backend_tsval, c.client_tsval);
+  ASSERT_EQ(h.Send(Side::kServer, bsa), Verdict::kConsumed);
+  const int backend_shift = backend_syn.opts.has_wscale ? backend_ws : 0;
+
+  // Windows the backend advertises: the client must read the same bytes
+  // (clamped to what the 16-bit field at the client's shift can say).
+  for (uint16_t w : {1, 100, 509, 4000, 65535}) {
+    SCOPED_TRACE(w);
+    Seg data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(w);
+    if (t.ack != EchoCase::kNoTimestamps) data.Ts(c.backend_tsval + 1, c.client_tsval);
+    Seen out;
+    ASSERT_EQ(h.Send(Side::kServer, data, &out), Verdict::kForward);
+    const uint64_t backend_bytes = static_cast<uint64_t>(w) << backend_shift;
+    const int to = synack.opts.has_wscale ? synack.opts.wscale : 0;
+    const uint64_t most = uint64_t{65535} << to;
+    EXPECT_EQ(ClientSeesBytes(synack, out),
+              backend_bytes > most ? most : (backend_bytes >> to) << to);
+  }
+  // Windows the client advertises: the backend never reads more bytes than
+  // the client offered (the client scales its own fields by its own shift
+  // whenever moat's SYN-ACK carried a window-scale option).
+  for (uint16_t w : {1, 100, 502, 65535}) {
+    SCOPED_TRACE(w);
+    Seg data = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(w);
+    if (t.ack != EchoCase::kNoTimestamps) data.Ts(c.client_tsval + 1, c.synack_tsval);
+    Seen out;
+    ASSERT_EQ(h.Send(Side::kClient, data, &out), Verdict::kForward);
+    const int client_shift = synack.opts.has_wscale && t.client_ws >= 0 ? t.client_ws : 0;
+    const uint64_t client_bytes = static_cast<uint64_t>(w) << client_shift;
+    const uint64_t backend_reads = static_cast<uint64_t>(out.win())
+                                   << (backend_syn.opts.has_wscale ? backend_syn.opts.wscale : 0);
+    EXPECT_LE(backend_reads, client_bytes);
+    if (t.ack == EchoCase::kEcho) {
+      EXPECT_EQ(backend_reads, client_bytes);  // exact when the echo arrived
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, EchoTest,
+    ::testing::Values(
+        // A shift the ISN cannot carry: moat offers shift 0, so a client
+        // whose echo is lost multiplies by 1, which is right.
+        EchoCase{"SmallShiftEcho", 2, EchoCase::kEcho, 0, 2},
+        EchoCase{"SmallShiftNoTimestampsInAck", 2, EchoCase::kNoTimestamps, 0, -1},
+        EchoCase{"SmallShiftMangledEcho", 2, EchoCase::kMangled, 0, -1},
+        EchoCase{"ShiftZeroEcho", 0, EchoCase::kEcho, 0, 0},
+        EchoCase{"ShiftZeroNoTimestampsInAck", 0, EchoCase::kNoTimestamps, 0, -1},
+        // Shifts the ISN carries: moat's own shift, with or without echo.
+        EchoCase{"ShiftSevenEcho", 7, EchoCase::kEcho, 7, 7},
+        EchoCase{"ShiftSevenNoTimestampsInAck", 7, EchoCase::kNoTimestamps, 7, 7},
+        EchoCase{"ShiftTenNoTimestampsInAckRoundsDown", 10, EchoCase::kNoTimestamps, 7, 8},
+        EchoCase{"NoShiftEcho", -1, EchoCase::kEcho, -1, -1}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(EchoLostTest, ClientThatMayBelieveInEcnStopsClaimingIt) {
+  Harness h;
+  Conn c;
+  c.ecn = true;
+  const Seen synack = DoSyn(h, &c);
+  ASSERT_TRUE(synack.flags() & kTcpEce);
+  // The third ACK lost its timestamps on the way: moat cannot tell that it
+  // agreed to ECN, so the backend SYN asks for none ...
+  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1)),
+            Verdict::kConsumed);
+  ASSERT_EQ(h.emitted().size(), 1u);
+  EXPECT_EQ(h.emitted()[0].flags() & (kTcpEce | kTcpCwr), 0);
+  ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(c.backend_isn).Ack(c.client_isn + 1)
+                                      .Flags(kTcpSyn | kTcpAck).Mss(1460)),
+            Verdict::kConsumed);
+  // ... and the client's ECT claims do not reach the backend.
+  Seen out;
+  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Payload(10)
+                                      .Tos(kEct0).Flags(kTcpAck | kTcpEce)),
+            Verdict::kForward);
+  EXPECT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 11).Ack(c.cookie_isn + 1)
+                                      .Payload(10).Tos(kEct0), &out),
+            Verdict::kForward);
+  EXPECT_EQ(EcnOf(out), kNotEct);
+  // Not a backend refusal: nobody asked it.
+  EXPECT_EQ(h.Count(Counter::k_backend_ecn_refused), 0u);
+  EXPECT_EQ(h.Count(Counter::k_ecn_cleared), 2u);
+}
+
 }  // namespace
 }  // namespace moat::proxy::testing

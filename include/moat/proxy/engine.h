@@ -32,7 +32,11 @@
 // - Idle expiry resets both ends at their exact sequence numbers: once moat
 //   forgets a flow, none of its segments could pass any more.
 // - Without timestamps a client window-scale shift below 6 is not
-//   negotiated (the cookie cannot encode it without rounding it to "none").
+//   negotiated (the cookie cannot encode it without rounding it to "none");
+//   with timestamps such a client is offered shift 0, so a lost timestamp
+//   echo cannot leave it scaling windows moat forwards unscaled
+//   (internal::ShiftToClient, RFC 7323 §2.2/§2.3). Without the echo, ECN
+//   is assumed promised and cleared towards the backend.
 // - Checksums are verified where a segment can create, answer or end
 //   state (any segment of a flow that is not established, and every SYN,
 //   FIN and RST); spliced data is rewritten incrementally without a full

@@ -85,7 +85,9 @@ namespace moat::proxy {
   X(ecn_cleared, "client segments whose ECT or ECE/CWR moat cleared towards "  \
                  "a backend without ECN (RFC 3168 6.1.1)")                     \
   X(drop_ecn_ce, "client segments marked CE towards a backend without ECN: "   \
-                 "dropped so the mark becomes a loss (RFC 6040 4.2)")
+                 "dropped so the mark becomes a loss (RFC 6040 4.2)")          \
+  X(ts_echo_mismatch, "cookie ACKs whose TSecr disagreed with the cookie: "    \
+                      "options taken from the ISN alone")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
