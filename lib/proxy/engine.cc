@@ -196,6 +196,7 @@ Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_n
     case FlowState::kRstPending:
       break;
   }
+  if (AnswersRstProbe(f, in, kind, v)) return RstProbeAnswered(f, in, v, now_ns);
   // Synchronized: the same rules in every state from here on.
   switch (kind) {
     case SegmentKind::kSyn:

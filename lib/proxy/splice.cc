@@ -70,6 +70,7 @@ void Engine::Translate(Flow* f, PacketView& v) {
   } else {
     w.SetSeq(v.seq() + f->delta);
     if (has_options && f->backend_ts && opts.has_timestamps) {
+      f->backend_tsval = opts.tsval;  // for moat's own probes (SendRstProbe)
       w.SetOption32(opts.ts_offset, opts.tsval + f->ts_delta);
     }
     // The client scales the server's window by the shift moat advertised,

@@ -318,5 +318,156 @@ TEST(EchoLostTest, ClientThatMayBelieveInEcnStopsClaimingIt) {
   EXPECT_EQ(h.Count(Counter::k_ecn_cleared), 2u);
 }
 
+// ---------------------------------------------------------------------------
+// Blind in-window RSTs (RFC 5961 §3): moat confirms with the endpoint before
+// it forgets a flow.
+
+class BlindRstTest : public ResilienceTest {
+ protected:
+  // Established, and both ends have spoken once so both windows are known
+  // (400 << 7 bytes each way).
+  void SetUp() override {
+    c_ = MakeConn();
+    DriveToEstablished(h_, &c_);
+    ASSERT_EQ(h_.Send(Side::kServer, c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 1)
+                                         .Win(400).Ts(c_.backend_tsval + 5, c_.client_tsval)),
+              Verdict::kForward);
+    ASSERT_EQ(h_.Send(Side::kClient, c_.C().Seq(c_.client_isn + 1).Ack(c_.cookie_isn + 1)
+                                         .Win(400).Ts(c_.client_tsval + 5, c_.synack_tsval)),
+              Verdict::kForward);
+  }
+  Seg BlindRstFromClient() const {
+    return c_.C().Seq(c_.client_isn + 1 + 1000).Ack(0).Flags(kTcpRst);
+  }
+  Seg BlindRstFromServer() const {
+    return c_.S().Seq(c_.backend_isn + 1 + 5000).Ack(0).Flags(kTcpRst);
+  }
+  // The backend's ACK as it would answer a probe or a RST (its numbers).
+  Seg ServerAck() const {
+    return c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 1).Win(400)
+        .Ts(c_.backend_tsval + 6, c_.client_tsval + 5);
+  }
+  const Flow* flow() { return h_.engine().FindFlow(c_.key()); }
+  // The first probe goes out time_wait_ms (5 s) after the last RST.
+  static constexpr uint64_t kProbeAfter = 5 * kSec;
+  Conn c_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Families, BlindRstTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+
+TEST_P(BlindRstTest, TwoBlindRstsThenSilenceAreAnsweredByAProbeAndTheFlowStays) {
+  // The first blind RST draws the backend's challenge ACK, which withdraws
+  // it; the second, 100 ms later, draws nothing: Linux sends at most one
+  // challenge ACK per socket per 500 ms (tcp_invalid_ratelimit).
+  ASSERT_EQ(h_.Send(Side::kClient, BlindRstFromClient()), Verdict::kForward);
+  ASSERT_EQ(h_.Send(Side::kServer, ServerAck()), Verdict::kForward);
+  EXPECT_EQ(flow()->state, FlowState::kEstablished);
+  h_.Advance(100 * kMs);
+  ASSERT_EQ(h_.Send(Side::kClient, BlindRstFromClient()), Verdict::kForward);
+  EXPECT_EQ(flow()->state, FlowState::kRstPending);
+  EXPECT_EQ(h_.Count(Counter::k_rst_in_window), 2u);
+
+  h_.Advance(kProbeAfter - kMs);
+  EXPECT_TRUE(h_.emitted().empty());
+  // Silence for time_wait_ms: moat asks the backend, which should have
+  // taken the RST, with a keep-alive at its exact numbers: one below what
+  // it acknowledged, acking what it sent, with the client's latest TSval.
+  h_.Advance(kMs);
+  ASSERT_NE(flow(), nullptr);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  const Seen& probe = h_.emitted()[0];
+  EXPECT_EQ(probe.side, Side::kServer);
+  EXPECT_EQ(probe.flags(), kTcpAck);
+  EXPECT_EQ(probe.seq(), c_.client_isn);
+  EXPECT_EQ(probe.ack(), c_.backend_isn + 1);
+  EXPECT_EQ(probe.payload_len(), 0);
+  ASSERT_TRUE(probe.opts.has_timestamps);
+  EXPECT_EQ(probe.opts.tsval, c_.client_tsval + 5);
+  EXPECT_EQ(probe.opts.tsecr, c_.backend_tsval + 6);  // the latest backend TSval
+  EXPECT_EQ(std::memcmp(probe.v.src_addr(), v6() ? kClientV6 : kClientV4, v6() ? 16 : 4), 0);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_sent), 1u);
+
+  // The backend still holds the connection and answers with an ACK: the
+  // RST is withdrawn, and the answer to moat's own probe stays with moat.
+  EXPECT_EQ(h_.Send(Side::kServer, ServerAck()), Verdict::kConsumed);
+  EXPECT_EQ(flow()->state, FlowState::kEstablished);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_answered), 1u);
+  // Idle a while longer (well inside the idle timeout): nothing happens,
+  // and data still flows both ways.
+  h_.Advance(30 * kSec);
+  EXPECT_TRUE(h_.emitted().empty());
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kClient, c_.C().Seq(c_.client_isn + 1).Ack(c_.cookie_isn + 1)
+                                       .Ts(c_.client_tsval + 9, c_.synack_tsval + 5).Payload(10),
+                    &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.ack(), c_.backend_isn + 1);
+  ASSERT_EQ(h_.Send(Side::kServer, c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 11)
+                                       .Ts(c_.backend_tsval + 9, c_.client_tsval + 9).Payload(10),
+                    &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.seq(), c_.cookie_isn + 1);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_unanswered), 0u);
+}
+
+TEST_P(BlindRstTest, ProbeAnsweredWithRstEndsTheFlow) {
+  ASSERT_EQ(h_.Send(Side::kClient, BlindRstFromClient()), Verdict::kForward);
+  h_.Advance(kProbeAfter);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  const Seen probe = h_.emitted()[0];
+  // The backend took the RST after all (a stack that accepts any in-window
+  // RST): it has no connection and answers the probe <SEQ=SEG.ACK><CTL=RST>.
+  Seen out;
+  ASSERT_EQ(h_.Send(Side::kServer, c_.S().Seq(probe.ack()).Ack(0).Flags(kTcpRst), &out),
+            Verdict::kForward);
+  EXPECT_EQ(out.side, Side::kClient);
+  EXPECT_EQ(out.seq(), c_.cookie_isn + 1);
+  EXPECT_EQ(flow(), nullptr);
+  EXPECT_EQ(h_.Count(Counter::k_rst_teardown), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_answered), 0u);
+}
+
+TEST_P(BlindRstTest, UnansweredProbesRemoveTheFlowAndResetBothEnds) {
+  // A RST from the server side: the probe goes to the client, in the
+  // client leg's numbers, with the backend's latest TSval shifted.
+  ASSERT_EQ(h_.Send(Side::kServer, BlindRstFromServer()), Verdict::kForward);
+  h_.Advance(kProbeAfter);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  const Seen& probe = h_.emitted()[0];
+  EXPECT_EQ(probe.side, Side::kClient);
+  EXPECT_EQ(probe.flags(), kTcpAck);
+  EXPECT_EQ(probe.seq(), c_.cookie_isn);
+  EXPECT_EQ(probe.ack(), c_.client_isn + 1);
+  ASSERT_TRUE(probe.opts.has_timestamps);
+  EXPECT_EQ(probe.opts.tsval, c_.backend_tsval + 5 + c_.ts_delta());
+  EXPECT_EQ(probe.opts.tsecr, c_.client_tsval + 5);
+  // Lost, or never answered: one more probe, then moat gives up, and
+  // resets both ends at their exact numbers since it can pass nothing of
+  // this flow any more (as idle expiry does).
+  h_.Advance(kProbeAfter);
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].side, Side::kClient);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_sent), 2u);
+  ASSERT_NE(flow(), nullptr);
+  h_.Advance(kProbeAfter);
+  EXPECT_EQ(flow(), nullptr);
+  ASSERT_EQ(h_.emitted().size(), 2u);
+  for (const Seen& rst : h_.emitted()) EXPECT_TRUE(rst.flags() & kTcpRst);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_unanswered), 1u);
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_answered), 0u);
+}
+
+TEST_P(BlindRstTest, TrafficBeforeTheProbeWithdrawsTheRst) {
+  ASSERT_EQ(h_.Send(Side::kClient, BlindRstFromClient()), Verdict::kForward);
+  h_.Advance(kSec);
+  // The backend's challenge ACK, late: passed on like any segment.
+  EXPECT_EQ(h_.Send(Side::kServer, ServerAck()), Verdict::kForward);
+  EXPECT_EQ(flow()->state, FlowState::kEstablished);
+  h_.Advance(2 * kProbeAfter);
+  EXPECT_TRUE(h_.emitted().empty());
+  EXPECT_EQ(h_.Count(Counter::k_rst_probe_sent), 0u);
+}
+
 }  // namespace
 }  // namespace moat::proxy::testing

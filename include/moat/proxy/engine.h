@@ -26,9 +26,11 @@
 // Decisions worth knowing (details at each site):
 // - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
 //   receiver's last ack, or the sender's next sequence number) ends the
-//   flow; merely in-window ones are passed on and the flow kept for
-//   time_wait_ms unless traffic resumes (the endpoint's challenge ACK
-//   decides).
+//   flow; merely in-window ones are passed on and the flow kept: traffic
+//   (the endpoint's challenge ACK) withdraws the RST, and after
+//   time_wait_ms of silence moat asks the receiver itself with keep-alive
+//   probes, since endpoints rate-limit challenge ACKs. Only a RST in
+//   answer, or silence after the probes, removes the flow.
 // - Idle expiry resets both ends at their exact sequence numbers: once moat
 //   forgets a flow, none of its segments could pass any more.
 // - Without timestamps a client window-scale shift below 6 is not
@@ -231,6 +233,11 @@ class Engine {
   void Settle(Flow* f, FlowState before, uint64_t now_ns);
   bool SendRst(const Flow* f, Side to, net::SeqNum seq, net::SeqNum ack, bool with_ack,
                Output* out);
+  bool SendRstProbe(const Flow* f, Output* out);
+  bool ResetBothEnds(const Flow* f, Output* out);
+  uint64_t RstProbeIntervalNs() const;
+  bool AnswersRstProbe(const Flow* f, Side in, SegmentKind kind, const net::PacketView& v) const;
+  Verdict RstProbeAnswered(Flow* f, Side in, const net::PacketView& v, uint64_t now_ns);
   void OnTimer(uint32_t id, uint64_t now_ns, Output* out);
   void ArmIdle(Flow* f, uint64_t now_ns);
   uint64_t IdleTimeoutNs(const Flow* f) const;

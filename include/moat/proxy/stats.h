@@ -87,7 +87,13 @@ namespace moat::proxy {
   X(drop_ecn_ce, "client segments marked CE towards a backend without ECN: "   \
                  "dropped so the mark becomes a loss (RFC 6040 4.2)")          \
   X(ts_echo_mismatch, "cookie ACKs whose TSecr disagreed with the cookie: "    \
-                      "options taken from the ISN alone")
+                      "options taken from the ISN alone")                      \
+  X(rst_probe_sent, "keep-alive probes to the receiver of an unconfirmed "     \
+                    "in-window RST (RFC 5961 3)")                              \
+  X(rst_probe_answered, "in-window RSTs withdrawn: the probed end answered "   \
+                        "with an ACK, the flow stays")                         \
+  X(rst_probe_unanswered, "flows removed after unanswered RST probes (both ends " \
+                          "reset)")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
