@@ -6,6 +6,7 @@
 // verified (ParseSeen).
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -467,6 +468,199 @@ TEST_P(BlindRstTest, TrafficBeforeTheProbeWithdrawsTheRst) {
   h_.Advance(2 * kProbeAfter);
   EXPECT_TRUE(h_.emitted().empty());
   EXPECT_EQ(h_.Count(Counter::k_rst_probe_sent), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Transparency: what moat cannot parse but does not protect passes on byte
+// for byte; what could reach a protected service is dropped, counted.
+
+using Bytes = std::vector<uint8_t>;
+
+Bytes ToBytes(const Frame& f) { return Bytes(f.buf, f.buf + f.len); }
+
+// A third VLAN tag in front of the two Seg already has.
+Bytes ThreeVlans(Bytes f) {
+  const uint8_t tag[4] = {0x81, 0x00, 0x00, 0x07};
+  f.insert(f.begin() + 12, tag, tag + 4);
+  return f;
+}
+
+// An IPv4 frame (no VLAN tags) with 4 bytes of IP options (NOP, NOP, NOP,
+// EOL) after the fixed header; lengths and the header checksum fixed. The
+// TCP checksum does not cover the IP options.
+Bytes WithIpOptions(Bytes f) {
+  const uint8_t opts[4] = {1, 1, 1, 0};
+  f.insert(f.begin() + 14 + 20, opts, opts + 4);
+  uint8_t* ip = f.data() + 14;
+  ip[0] = 0x46;
+  net::StoreBe16(ip + 2, static_cast<uint16_t>(net::LoadBe16(ip + 2) + 4));
+  net::StoreBe16(ip + 10, 0);
+  net::StoreBe16(ip + 10, net::Ipv4HeaderChecksum(ip, 24));
+  return f;
+}
+
+// An IPv6 frame (no VLAN tags) with n Destination Options headers (PadN)
+// between the fixed header and TCP.
+Bytes WithExtHeaders(Bytes f, int n) {
+  uint8_t* ip = f.data() + 14;
+  const uint8_t upper = ip[6];
+  ip[6] = 60;
+  net::StoreBe16(ip + 4, static_cast<uint16_t>(net::LoadBe16(ip + 4) + 8 * n));
+  Bytes chain;
+  for (int i = 0; i < n; ++i) {
+    const uint8_t h[8] = {static_cast<uint8_t>(i + 1 == n ? upper : 60), 0, 1, 4, 0, 0, 0, 0};
+    chain.insert(chain.end(), h, h + 8);
+  }
+  f.insert(f.begin() + 14 + 40, chain.begin(), chain.end());
+  return f;
+}
+
+struct TransparentCase {
+  const char* name;
+  std::function<Bytes()> make;
+  Side in;
+  // Expected: passed on unchanged, or dropped under this parse reason.
+  bool passes;
+  net::ParseError reason;
+};
+
+Frame FromBytes(const Bytes& b) {
+  Frame f;
+  std::memcpy(f.buf, b.data(), b.size());
+  f.len = static_cast<uint16_t>(b.size());
+  return f;
+}
+
+constexpr uint8_t kBadMss[4] = {2, 3, 5, 1};  // MSS of length 3
+
+Seg ToOther(bool v6 = false) {
+  static constexpr uint8_t kOtherV6[16] = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3};
+  return Seg::FromClient(v6).Dst(v6 ? kOtherV6 : kOtherV4).Flags(kTcpSyn).Seq(1);
+}
+
+std::vector<TransparentCase> TransparentCases() {
+  using PE = net::ParseError;
+  return {
+      {"ThreeVlansToAnotherHost",
+       [] { return ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build())); }, Side::kClient, true,
+       PE::kOk},
+      {"ThreeVlansToAnotherPortOfTheService",
+       [] {
+         return ThreeVlans(
+             ToBytes(Seg::FromClient().Ports(5555, 22).Flags(kTcpSyn).Vlan(1).Vlan(2).Build()));
+       },
+       Side::kClient, true, PE::kOk},
+      {"ThreeVlansToTheService",
+       [] { return ThreeVlans(ToBytes(Seg::FromClient().Flags(kTcpSyn).Vlan(1).Vlan(2).Build())); },
+       Side::kClient, false, PE::kTooManyVlans},
+      {"ThreeVlansNotIp",
+       [] {
+         Bytes f = ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build()));
+         net::StoreBe16(f.data() + 24, net::kEtherTypeArp);
+         return f;
+       },
+       Side::kClient, true, PE::kOk},
+      {"UnknownEtherType",
+       [] {
+         Bytes f = ToBytes(Seg::FromClient().Flags(kTcpSyn).Build());
+         net::StoreBe16(f.data() + 12, 0x88b5);  // IEEE local experimental
+         return f;
+       },
+       Side::kClient, true, PE::kOk},
+      {"NineExtensionHeadersToAnotherHost",
+       [] { return WithExtHeaders(ToBytes(ToOther(true).Build()), 9); }, Side::kClient, true,
+       PE::kOk},
+      {"NineExtensionHeadersToTheServiceAddress",
+       [] { return WithExtHeaders(ToBytes(Seg::FromClient(true).Ports(5555, 22).Build()), 9); },
+       Side::kClient, false, PE::kIpv6TooManyExtHeaders},
+      {"IpOptionsToAnotherHost", [] { return WithIpOptions(ToBytes(ToOther().Build())); },
+       Side::kClient, true, PE::kOk},
+      {"BadTcpOptionToAnotherHost",
+       [] { return ToBytes(ToOther().Opt({kBadMss[0], kBadMss[1], kBadMss[2], kBadMss[3]}).Build()); },
+       Side::kClient, true, PE::kOk},
+      {"BadTcpOptionToAnotherPortOfTheService",
+       [] {
+         return ToBytes(Seg::FromClient().Ports(5555, 22).Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build());
+       },
+       Side::kClient, true, PE::kOk},
+      {"BadTcpOptionToTheService",
+       [] { return ToBytes(Seg::FromClient().Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build()); },
+       Side::kClient, false, PE::kTcpOptionBadLength},
+      {"BadTcpOptionFromAnotherPortOfTheServiceHost",
+       [] { return ToBytes(Seg::FromServer().Ports(22, 5555).Opt({2, 3, 5, 1}).Build()); },
+       Side::kServer, true, PE::kOk},
+      {"BadTcpOptionFromTheService",
+       [] { return ToBytes(Seg::FromServer().Opt({2, 3, 5, 1}).Build()); }, Side::kServer, false,
+       PE::kTcpOptionBadLength},
+      {"BadIpLengthToAnotherHost",
+       [] {
+         Bytes f = ToBytes(ToOther().Build());
+         net::StoreBe16(f.data() + 14 + 2, 1400);  // beyond the frame
+         return f;
+       },
+       Side::kClient, true, PE::kOk},
+      {"BadIpLengthToTheServiceAddress",
+       [] {
+         Bytes f = ToBytes(Seg::FromClient().Ports(5555, 22).Build());
+         net::StoreBe16(f.data() + 14 + 2, 1400);
+         return f;
+       },
+       Side::kClient, false, PE::kIpv4TotalLengthTooLong},
+      {"TruncatedEthernetCannotBeAttributed", [] { return Bytes(10, 0xab); }, Side::kClient, false,
+       PE::kTruncatedEthernet},
+  };
+}
+
+class TransparentTest : public ::testing::TestWithParam<TransparentCase> {};
+
+TEST_P(TransparentTest, UnprotectedPassesByteForByteProtectedIsDropped) {
+  const TransparentCase& t = GetParam();
+  Harness h;
+  const Bytes in = t.make();
+  Frame f = FromBytes(in);
+  const Verdict v =
+      h.engine().Process(t.in, f.buf, &f.len, sizeof(f.buf), h.now(), h.out());
+  h.Drain();
+  EXPECT_TRUE(h.emitted().empty());
+  if (t.passes) {
+    EXPECT_EQ(v, Verdict::kForward);
+    EXPECT_EQ(Bytes(f.buf, f.buf + f.len), in) << "changed on the way";
+    EXPECT_EQ(h.Count(Counter::k_bridged) + h.Count(Counter::k_bridged_unparsed), 1u);
+    EXPECT_EQ(h.Count(Counter::k_drop_parse), 0u);
+  } else {
+    EXPECT_EQ(v, Verdict::kDrop);
+    EXPECT_EQ(h.Count(Counter::k_drop_parse), 1u);
+    EXPECT_EQ(h.engine().stats().LoadParse(static_cast<size_t>(t.reason)), 1u);
+    EXPECT_EQ(h.Count(Counter::k_bridged_unparsed), 0u);
+  }
+  EXPECT_EQ(h.engine().flow_count(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, TransparentTest, ::testing::ValuesIn(TransparentCases()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(TransparentCountTest, UnparsedFramesForOthersAreCountedApart) {
+  Harness h;
+  Frame f = FromBytes(ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build())));
+  EXPECT_EQ(h.Send(Side::kClient, f), Verdict::kForward);
+  EXPECT_EQ(h.Count(Counter::k_bridged_unparsed), 1u);
+  EXPECT_EQ(h.Count(Counter::k_drop_parse), 0u);
+  // A well-formed frame for another host is plain `bridged`.
+  Frame g = FromBytes(WithIpOptions(ToBytes(ToOther().Build())));
+  EXPECT_EQ(h.Send(Side::kClient, g), Verdict::kForward);
+  EXPECT_EQ(h.Count(Counter::k_bridged), 1u);
+}
+
+TEST(TransparentCountTest, ProtectedConnectionWithIpOptionsIsAnswered) {
+  // IP options do not stop moat from serving the protected service: the
+  // SYN is answered with a cookie (the SYN-ACK carries no IP options).
+  Harness h;
+  Conn c;
+  Frame f = FromBytes(WithIpOptions(ToBytes(ClientSyn(c).Build())));
+  Seen synack;
+  ASSERT_EQ(h.Send(Side::kClient, f, &synack), Verdict::kReflect);
+  EXPECT_EQ(synack.flags(), kTcpSyn | kTcpAck);
+  EXPECT_EQ(synack.ack(), c.client_isn + 1);
 }
 
 }  // namespace

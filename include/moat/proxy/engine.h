@@ -198,6 +198,7 @@ class Engine {
   // engine.cc: classification and dispatch.
   void Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p);
   Verdict Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+  bool MayConcernService(Side in, const net::PacketView& v) const;
   Verdict Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
   void RemoveFlow(Flow* f);
 

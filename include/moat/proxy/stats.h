@@ -93,7 +93,9 @@ namespace moat::proxy {
   X(rst_probe_answered, "in-window RSTs withdrawn: the probed end answered "   \
                         "with an ACK, the flow stays")                         \
   X(rst_probe_unanswered, "flows removed after unanswered RST probes (both ends " \
-                          "reset)")
+                          "reset)")                                            \
+  X(bridged_unparsed, "frames moat could not parse, for no protected service: " \
+                      "bridged unchanged")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
