@@ -137,8 +137,8 @@ uint64_t Engine::RstProbeIntervalNs() const {
 
 bool Engine::SendRstProbe(const Flow* f, Output* out) {
   const Side to = f->rst_to;
-  const HalfFlow& e = f->of(to);          // the probed end
-  const HalfFlow& p = f->of(Other(to));   // the end moat speaks for
+  const HalfFlow& e = f->of(to);         // the probed end
+  const HalfFlow& p = f->of(Other(to));  // the end moat speaks for
   constexpr uint8_t kKnown = kHalfAckSeen | kHalfSeqSeen;
   if ((e.bits & kKnown) != kKnown || !p.Has(kHalfAckSeen)) return false;
   net::TcpFrameSpec s;
@@ -156,8 +156,7 @@ bool Engine::SendRstProbe(const Flow* f, Output* out) {
                    ? internal::Rescale(p.raw_window, p.wscale, 0)
                    : p.raw_window;
   } else {
-    const int to_shift =
-        e.Has(kHalfWscale) ? internal::ShiftToClient(e.wscale, config_.wscale) : 0;
+    const int to_shift = e.Has(kHalfWscale) ? internal::ShiftToClient(e.wscale, config_.wscale) : 0;
     s.window = internal::Rescale(p.raw_window, internal::WindowShift(f, Side::kServer), to_shift);
   }
   uint8_t options[12];
@@ -176,8 +175,7 @@ bool Engine::SendRstProbe(const Flow* f, Output* out) {
 
 // The probed end's pure ACK while a probe is out: its answer. It withdraws
 // the RST and stays with moat (the other end never sent a probe).
-bool Engine::AnswersRstProbe(const Flow* f, Side in, SegmentKind kind,
-                             const PacketView& v) const {
+bool Engine::AnswersRstProbe(const Flow* f, Side in, SegmentKind kind, const PacketView& v) const {
   return f->state == FlowState::kRstPending && f->rst_probes != 0 && in == f->rst_to &&
          kind == SegmentKind::kAck && v.payload_len == 0;
 }

@@ -197,9 +197,8 @@ bool Engine::MayConcernService(Side in, const PacketView& v) const {
       return config_.services.MatchesAddress(v.addr_len(),
                                              client_side ? v.dst_addr() : v.src_addr());
     case net::Reach::kPorts:
-      return client_side
-                 ? config_.services.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
-                 : config_.services.Matches(v.addr_len(), v.src_addr(), v.src_port());
+      return client_side ? config_.services.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
+                         : config_.services.Matches(v.addr_len(), v.src_addr(), v.src_port());
   }
   return true;
 }

@@ -47,8 +47,13 @@ TEST_P(ResilienceTest, RetransmittedCopiesDoNotFillTheHeldSlots) {
   Conn c = MakeConn();
   DriveToSynSent(h_, &c, /*payload=*/100);  // held: [isn+1, isn+101)
   const auto data = [&](uint32_t off, size_t len, uint32_t tsval) {
-    return c.C().Seq(c.client_isn + 1 + off).Ack(c.cookie_isn + 1).Win(c.client_win)
-        .Ts(tsval, c.synack_tsval).Payload(len).Flags(kTcpAck | kTcpPsh);
+    return c.C()
+        .Seq(c.client_isn + 1 + off)
+        .Ack(c.cookie_isn + 1)
+        .Win(c.client_win)
+        .Ts(tsval, c.synack_tsval)
+        .Payload(len)
+        .Flags(kTcpAck | kTcpPsh);
   };
   // The client's RTO fires again and again while the backend is slow: every
   // copy of the first segment, and a copy of a part of it, is absorbed.
@@ -98,8 +103,13 @@ uint8_t EcnOf(const Seen& s) {
 }
 
 Seg ClientData(const Conn& c, uint32_t off, uint8_t ecn, uint8_t extra_flags = 0) {
-  return c.C().Seq(c.client_isn + 1 + off).Ack(c.cookie_isn + 1).Win(c.client_win)
-      .Ts(c.client_tsval + 1 + off, c.synack_tsval).Payload(100).Tos(uint8_t(0xb8 | ecn))
+  return c.C()
+      .Seq(c.client_isn + 1 + off)
+      .Ack(c.cookie_isn + 1)
+      .Win(c.client_win)
+      .Ts(c.client_tsval + 1 + off, c.synack_tsval)
+      .Payload(100)
+      .Tos(uint8_t(0xb8 | ecn))
       .Flags(kTcpAck | kTcpPsh | extra_flags);
 }
 
@@ -126,7 +136,7 @@ TEST_P(ResilienceTest, BackendRefusingEcnIsCountedAndClientStopsClaimingIt) {
     ASSERT_EQ(h_.Send(Side::kClient, ClientData(c, off, ecn, kTcpEce | kTcpCwr), &out),
               Verdict::kForward);
     EXPECT_EQ(EcnOf(out), kNotEct);  // ParseSeen checked the IPv4 header checksum
-    if (out.v.ipv6()) {  // DSCP kept
+    if (out.v.ipv6()) {              // DSCP kept
       EXPECT_EQ(out.v.ip()[0] & 0x0f, 0x0b);
       EXPECT_EQ(out.v.ip()[1] & 0xc0, 0x80);
     } else {
@@ -233,8 +243,14 @@ TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
 
   // The backend answers with its own scaling (honoured only when offered).
   const int backend_ws = 7;
-  Seg bsa = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(kTcpSyn | kTcpAck).Win(65160)
-                .Mss(1460).SackOk().Ws(backend_ws);
+  Seg bsa = c.S()
+                .Seq(c.backend_isn)
+                .Ack(c.client_isn + 1)
+                .Flags(kTcpSyn | kTcpAck)
+                .Win(65160)
+                .Mss(1460)
+                .SackOk()
+                .Ws(backend_ws);
   if (t.ack != EchoCase::kNoTimestamps) bsa.Ts(c.backend_tsval, c.client_tsval);
   ASSERT_EQ(h.Send(Side::kServer, bsa), Verdict::kConsumed);
   const int backend_shift = backend_syn.opts.has_wscale ? backend_ws : 0;
@@ -302,16 +318,21 @@ TEST(EchoLostTest, ClientThatMayBelieveInEcnStopsClaimingIt) {
             Verdict::kConsumed);
   ASSERT_EQ(h.emitted().size(), 1u);
   EXPECT_EQ(h.emitted()[0].flags() & (kTcpEce | kTcpCwr), 0);
-  ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(c.backend_isn).Ack(c.client_isn + 1)
-                                      .Flags(kTcpSyn | kTcpAck).Mss(1460)),
-            Verdict::kConsumed);
+  ASSERT_EQ(
+      h.Send(Side::kServer,
+             c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(kTcpSyn | kTcpAck).Mss(1460)),
+      Verdict::kConsumed);
   // ... and the client's ECT claims do not reach the backend.
   Seen out;
-  ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Payload(10)
-                                      .Tos(kEct0).Flags(kTcpAck | kTcpEce)),
+  ASSERT_EQ(h.Send(Side::kClient, c.C()
+                                      .Seq(c.client_isn + 1)
+                                      .Ack(c.cookie_isn + 1)
+                                      .Payload(10)
+                                      .Tos(kEct0)
+                                      .Flags(kTcpAck | kTcpEce)),
             Verdict::kForward);
-  EXPECT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 11).Ack(c.cookie_isn + 1)
-                                      .Payload(10).Tos(kEct0), &out),
+  EXPECT_EQ(h.Send(Side::kClient,
+                   c.C().Seq(c.client_isn + 11).Ack(c.cookie_isn + 1).Payload(10).Tos(kEct0), &out),
             Verdict::kForward);
   EXPECT_EQ(EcnOf(out), kNotEct);
   // Not a backend refusal: nobody asked it.
@@ -330,11 +351,17 @@ class BlindRstTest : public ResilienceTest {
   void SetUp() override {
     c_ = MakeConn();
     DriveToEstablished(h_, &c_);
-    ASSERT_EQ(h_.Send(Side::kServer, c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 1)
-                                         .Win(400).Ts(c_.backend_tsval + 5, c_.client_tsval)),
+    ASSERT_EQ(h_.Send(Side::kServer, c_.S()
+                                         .Seq(c_.backend_isn + 1)
+                                         .Ack(c_.client_isn + 1)
+                                         .Win(400)
+                                         .Ts(c_.backend_tsval + 5, c_.client_tsval)),
               Verdict::kForward);
-    ASSERT_EQ(h_.Send(Side::kClient, c_.C().Seq(c_.client_isn + 1).Ack(c_.cookie_isn + 1)
-                                         .Win(400).Ts(c_.client_tsval + 5, c_.synack_tsval)),
+    ASSERT_EQ(h_.Send(Side::kClient, c_.C()
+                                         .Seq(c_.client_isn + 1)
+                                         .Ack(c_.cookie_isn + 1)
+                                         .Win(400)
+                                         .Ts(c_.client_tsval + 5, c_.synack_tsval)),
               Verdict::kForward);
   }
   Seg BlindRstFromClient() const {
@@ -345,7 +372,10 @@ class BlindRstTest : public ResilienceTest {
   }
   // The backend's ACK as it would answer a probe or a RST (its numbers).
   Seg ServerAck() const {
-    return c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 1).Win(400)
+    return c_.S()
+        .Seq(c_.backend_isn + 1)
+        .Ack(c_.client_isn + 1)
+        .Win(400)
         .Ts(c_.backend_tsval + 6, c_.client_tsval + 5);
   }
   const Flow* flow() { return h_.engine().FindFlow(c_.key()); }
@@ -399,13 +429,21 @@ TEST_P(BlindRstTest, TwoBlindRstsThenSilenceAreAnsweredByAProbeAndTheFlowStays) 
   h_.Advance(30 * kSec);
   EXPECT_TRUE(h_.emitted().empty());
   Seen out;
-  ASSERT_EQ(h_.Send(Side::kClient, c_.C().Seq(c_.client_isn + 1).Ack(c_.cookie_isn + 1)
-                                       .Ts(c_.client_tsval + 9, c_.synack_tsval + 5).Payload(10),
+  ASSERT_EQ(h_.Send(Side::kClient,
+                    c_.C()
+                        .Seq(c_.client_isn + 1)
+                        .Ack(c_.cookie_isn + 1)
+                        .Ts(c_.client_tsval + 9, c_.synack_tsval + 5)
+                        .Payload(10),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.ack(), c_.backend_isn + 1);
-  ASSERT_EQ(h_.Send(Side::kServer, c_.S().Seq(c_.backend_isn + 1).Ack(c_.client_isn + 11)
-                                       .Ts(c_.backend_tsval + 9, c_.client_tsval + 9).Payload(10),
+  ASSERT_EQ(h_.Send(Side::kServer,
+                    c_.S()
+                        .Seq(c_.backend_isn + 1)
+                        .Ack(c_.client_isn + 11)
+                        .Ts(c_.backend_tsval + 9, c_.client_tsval + 9)
+                        .Payload(10),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.seq(), c_.cookie_isn + 1);
@@ -576,7 +614,9 @@ std::vector<TransparentCase> TransparentCases() {
       {"IpOptionsToAnotherHost", [] { return WithIpOptions(ToBytes(ToOther().Build())); },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToAnotherHost",
-       [] { return ToBytes(ToOther().Opt({kBadMss[0], kBadMss[1], kBadMss[2], kBadMss[3]}).Build()); },
+       [] {
+         return ToBytes(ToOther().Opt({kBadMss[0], kBadMss[1], kBadMss[2], kBadMss[3]}).Build());
+       },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToAnotherPortOfTheService",
        [] {
@@ -584,14 +624,20 @@ std::vector<TransparentCase> TransparentCases() {
        },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToTheService",
-       [] { return ToBytes(Seg::FromClient().Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build()); },
+       [] {
+         return ToBytes(Seg::FromClient().Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build());
+       },
        Side::kClient, false, PE::kTcpOptionBadLength},
       {"BadTcpOptionFromAnotherPortOfTheServiceHost",
-       [] { return ToBytes(Seg::FromServer().Ports(22, 5555).Opt({2, 3, 5, 1}).Build()); },
+       [] {
+         return ToBytes(Seg::FromServer().Ports(22, 5555).Opt({2, 3, 5, 1}).Build());
+       },
        Side::kServer, true, PE::kOk},
       {"BadTcpOptionFromTheService",
-       [] { return ToBytes(Seg::FromServer().Opt({2, 3, 5, 1}).Build()); }, Side::kServer, false,
-       PE::kTcpOptionBadLength},
+       [] {
+         return ToBytes(Seg::FromServer().Opt({2, 3, 5, 1}).Build());
+       },
+       Side::kServer, false, PE::kTcpOptionBadLength},
       {"BadIpLengthToAnotherHost",
        [] {
          Bytes f = ToBytes(ToOther().Build());
@@ -618,8 +664,7 @@ TEST_P(TransparentTest, UnprotectedPassesByteForByteProtectedIsDropped) {
   Harness h;
   const Bytes in = t.make();
   Frame f = FromBytes(in);
-  const Verdict v =
-      h.engine().Process(t.in, f.buf, &f.len, sizeof(f.buf), h.now(), h.out());
+  const Verdict v = h.engine().Process(t.in, f.buf, &f.len, sizeof(f.buf), h.now(), h.out());
   h.Drain();
   EXPECT_TRUE(h.emitted().empty());
   if (t.passes) {

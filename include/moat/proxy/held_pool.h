@@ -76,7 +76,7 @@ class HeldPool {
   struct Slot {
     uint32_t next;
     uint16_t len;
-    net::SeqNum seq;   // the segment's sequence range, for Covers()
+    net::SeqNum seq;  // the segment's sequence range, for Covers()
     uint32_t seg_len;
     uint8_t data[kMaxFrame];
   };
