@@ -1,21 +1,28 @@
 // moat: flags -> config -> EAL -> ports -> workers -> signals.
 //
 //   build/app/moat [EAL options] -- [moat flags]
+//   build/app/moat --check --flagfile=FILE     (validate only, no EAL)
 //
 // moat's own flags are parsed and validated before EAL starts, so a typo or
-// a bad --protect fails in one line without touching hugepages or ports.
-// Then EAL, the ports (checked, configured, started) and one worker per
-// queue; the main lcore only prints stats and waits for SIGINT/SIGTERM.
+// a bad --protect fails in one line without touching hugepages or ports
+// (--check stops right there, like `nginx -t`). The metrics socket is
+// bound then too. Then EAL, the ports (checked, configured, started) and
+// one worker per queue; the main lcore only prints stats and waits for
+// SIGINT/SIGTERM, and the metrics thread (pinned with it) serves /metrics.
 
 #include <gflags/gflags.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_pdump.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,10 +31,11 @@
 #include "moat/cookie/key_schedule.h"
 #include "moat/dataplane/dataplane.h"
 #include "moat/dataplane/log.h"
+#include "moat/dataplane/metrics.h"
 #include "moat/dataplane/report.h"
 #include "moat/proxy/config.h"
 
-// The command-line contract (DESIGN.md): these names are relied on.
+// The command-line contract (docs/design.md): these names are relied on.
 DEFINE_uint32(client_port, 0, "ethdev port facing the clients (EAL probe order)");
 DEFINE_uint32(server_port, 1, "ethdev port facing the backends (EAL probe order)");
 DEFINE_string(protect, "",
@@ -66,11 +74,89 @@ DEFINE_uint32(half_closed_timeout_s, 60, "half-closed flows idle this long are r
 DEFINE_uint32(key_rotation_s, 3600, "cookie key rotation period (the previous key stays valid)");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
+// Operations.
+DEFINE_string(metrics_listen, "",
+              "serve Prometheus metrics on http://ADDR:PORT/metrics, ADDR:PORT being "
+              "127.0.0.1:9101 or [::1]:9101 (numeric; bound only there); empty = off");
+DEFINE_bool(check, false,
+            "validate the flags (ranges, --protect, the secret file, --metrics_listen) and exit: "
+            "0 and 'configuration OK', or the error; needs no EAL options "
+            "(moat --check --flagfile=FILE)");
+
+#ifndef MOAT_VERSION
+#define MOAT_VERSION "unknown"
+#endif
+
 namespace {
 
 volatile std::sig_atomic_t g_quit = 0;
 
 void OnSignal(int) { g_quit = 1; }
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// `--check` or `--check=true` (either dash count, as gflags takes them).
+bool IsCheckFlag(const char* a) {
+  if (*a == '-') ++a;
+  if (*a == '-') ++a;
+  return std::strcmp(a, "check") == 0 || std::strcmp(a, "check=true") == 0;
+}
+
+// A flagfile holds one flag a line ("--name=value"), '#' comments and
+// blank lines (gflags' format). Every name must be a flag of this program:
+// a typo in a deployed flagfile must not pass silently. `list` is
+// --flagfile's value, comma-separated files; nested --flagfile lines are
+// followed a few levels deep.
+absl::Status CheckFlagfiles(const std::string& list, int depth) {
+  if (depth > 8) return absl::InvalidArgumentError("--flagfile nests more than 8 deep");
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string path = list.substr(start, comma - start);
+    start = comma + 1;
+    if (path.empty()) continue;
+    std::FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--flagfile=%s: %s", path, std::strerror(errno)));
+    }
+    char buf[4096];
+    int line_no = 0;
+    absl::Status status;
+    while (status.ok() && std::fgets(buf, sizeof(buf), f) != nullptr) {
+      ++line_no;
+      std::string line(buf);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      const size_t first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] != '-') continue;  // blank, comment
+      const size_t name_at = std::min(line.find_first_not_of('-', first), line.size());
+      const size_t eq = std::min(line.find('=', name_at), line.size());
+      std::string name = line.substr(name_at, eq - name_at);
+      while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+      const std::string value = eq < line.size() ? line.substr(eq + 1) : "";
+      gflags::CommandLineFlagInfo info;
+      const bool known =
+          gflags::GetCommandLineFlagInfo(name.c_str(), &info) ||
+          (name.starts_with("no") && gflags::GetCommandLineFlagInfo(name.c_str() + 2, &info) &&
+           info.type == "bool");
+      if (!known) {
+        status = absl::InvalidArgumentError(
+            absl::StrFormat("--flagfile=%s line %d: unknown flag '--%s' (moat -h lists the flags)",
+                            path, line_no, name));
+      } else if (name == "flagfile") {
+        status = CheckFlagfiles(value, depth + 1);
+      }
+    }
+    std::fclose(f);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
 
 [[noreturn]] void Die(const absl::Status& s) {
   std::fprintf(stderr, "moat: error: %s\n", std::string(s.message()).c_str());
@@ -101,7 +187,8 @@ absl::Status CheckRange(const char* flag, uint64_t v, uint64_t lo, uint64_t hi) 
   return absl::OkStatus();
 }
 
-absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::DataplaneConfig* dc) {
+absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::DataplaneConfig* dc,
+                         std::optional<moat::dataplane::ListenAddress>* metrics) {
   if (FLAGS_protect.empty()) {
     return absl::InvalidArgumentError(
         "--protect is required, e.g. --protect=198.18.0.2:80,[2001:2::2]:80");
@@ -129,6 +216,12 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   };
   for (const auto& r : ranges) {
     if (auto s = CheckRange(r.name, r.v, r.lo, r.hi); !s.ok()) return s;
+  }
+  // Also checked by Dataplane::Create; here so --check catches it too.
+  if (FLAGS_client_port == FLAGS_server_port) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--client_port and --server_port are both %u: moat sits between two ports",
+                        FLAGS_client_port));
   }
   ec->mss = static_cast<uint16_t>(FLAGS_mss);
   ec->wscale = static_cast<uint8_t>(FLAGS_wscale);
@@ -162,7 +255,36 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   dc->worker.burst = static_cast<uint16_t>(FLAGS_burst);
   dc->worker.tx_drain_us = FLAGS_tx_drain_us;
   dc->worker.idle_sleep_us = FLAGS_idle_sleep_us;
+
+  if (!FLAGS_metrics_listen.empty()) {
+    auto addr = moat::dataplane::ParseListenAddress("metrics_listen", FLAGS_metrics_listen);
+    if (!addr.ok()) return addr.status();
+    *metrics = *std::move(addr);
+  }
   return absl::OkStatus();
+}
+
+// The process-wide gauges of /metrics; one AddGauge line each.
+void AddProcessGauges(moat::dataplane::DataplaneMetrics* m, size_t workers) {
+  const double start_s = static_cast<double>(RealtimeNs()) / 1e9;
+  m->AddGauge("workers", "worker lcores, one engine and one RX queue pair each",
+              [workers] { return static_cast<double>(workers); });
+  m->AddGauge("start_time_seconds", "when moat started, seconds since the Unix epoch",
+              [start_s] { return start_s; });
+  m->AddGauge("key_rotation_seconds", "cookie key rotation period (--key_rotation_s)",
+              [] { return static_cast<double>(FLAGS_key_rotation_s); });
+  // The engines' key epoch is a pure function of wall-clock time and the
+  // rotation period (cookie/key_schedule.h: that is how a fleet agrees on
+  // it), so a KeySchedule built with the same period computes the same
+  // epoch every engine uses, without reaching into an engine. Its secret is
+  // a dummy: only epoch() is read, never a key.
+  m->AddGauge("key_epoch", "cookie key epoch now (wall clock / rotation period)",
+              [ks = moat::cookie::KeySchedule(moat::cookie::MasterSecret{},
+                                              static_cast<uint64_t>(FLAGS_key_rotation_s) *
+                                                  moat::cookie::kNsPerSecond)]() mutable {
+                ks.Refresh(RealtimeNs());
+                return static_cast<double>(ks.epoch());
+              });
 }
 
 }  // namespace
@@ -177,9 +299,19 @@ int main(int argc, char** argv) {
       break;
     }
   }
+  // `moat --check --flagfile=F` has no "--" and no EAL options: then every
+  // argument is a moat flag.
+  if (sep == argc) {
+    for (int i = 1; i < argc; ++i) {
+      if (IsCheckFlag(argv[i])) {
+        sep = 0;
+        break;
+      }
+    }
+  }
   std::vector<char*> moat_args = {argv[0]};
   for (int i = sep + 1; i < argc; ++i) moat_args.push_back(argv[i]);
-  std::vector<char*> eal_args(argv, argv + sep);
+  std::vector<char*> eal_args(argv, argv + std::max(sep, 1));
 
   // `moat -h` / `moat --help`: EAL prints its options, then ours through
   // the usage hook, and exits.
@@ -192,6 +324,16 @@ int main(int argc, char** argv) {
     }
   }
 
+  // gflags skips unknown names inside a flagfile without a word and
+  // reports an unreadable one without naming the flag: check first.
+  for (size_t i = 1; i < moat_args.size(); ++i) {
+    const char* a = moat_args[i];
+    if (*a == '-') ++a;
+    if (*a == '-') ++a;
+    if (std::strncmp(a, "flagfile=", 9) == 0) {
+      if (auto s = CheckFlagfiles(a + 9, 0); !s.ok()) Die(s);
+    }
+  }
   gflags::SetUsageMessage("[EAL options] -- [moat flags]   (a DPDK TCP SYN proxy)");
   int moat_argc = static_cast<int>(moat_args.size());
   char** moat_argv = moat_args.data();
@@ -211,7 +353,22 @@ int main(int argc, char** argv) {
 
   moat::proxy::EngineConfig engine_config;
   moat::dataplane::DataplaneConfig dp_config;
-  if (auto s = BuildConfig(&engine_config, &dp_config); !s.ok()) Die(s);
+  std::optional<moat::dataplane::ListenAddress> metrics_addr;
+  if (auto s = BuildConfig(&engine_config, &dp_config, &metrics_addr); !s.ok()) Die(s);
+  if (FLAGS_check) {
+    // Everything that needs no EAL and no port has been checked. The
+    // metrics address is not bound: a running moat may hold it.
+    std::printf("moat: configuration OK\n");
+    return 0;
+  }
+  // Bound before EAL: a port already taken fails here, in one line.
+  std::unique_ptr<moat::dataplane::MetricsServer> metrics;
+  std::unique_ptr<moat::dataplane::DataplaneMetrics> metrics_source;
+  if (metrics_addr) {
+    auto m = moat::dataplane::MetricsServer::Listen(*metrics_addr);
+    if (!m.ok()) Die(m.status());
+    metrics = *std::move(m);
+  }
 
   int eal_argc = static_cast<int>(eal_args.size());
   if (rte_eal_init(eal_argc, eal_args.data()) < 0) {
@@ -246,6 +403,23 @@ int main(int argc, char** argv) {
     rte_eal_cleanup();
     return 1;
   }
+  if (metrics) {
+    // From the main lcore after rte_eal_init: the server thread inherits
+    // its CPU affinity and never competes with a worker.
+    metrics_source = std::make_unique<moat::dataplane::DataplaneMetrics>(dp->get(), MOAT_VERSION);
+    AddProcessGauges(metrics_source.get(), (*dp)->workers().size());
+    auto* src = metrics_source.get();
+    if (auto s = metrics->Start([src](std::string* out) { src->Render(out); }); !s.ok()) {
+      std::fprintf(stderr, "moat: error: %s\n", std::string(s.message()).c_str());
+      (*dp)->Stop();
+      metrics.reset();
+      moat::dataplane::UnregisterTelemetry();
+      dp->reset();
+      rte_eal_cleanup();
+      return 1;
+    }
+    MOAT_LOG(INFO, "metrics: http://%s/metrics", FLAGS_metrics_listen.c_str());
+  }
   MOAT_LOG(INFO, "protecting %s: client port %u, server port %u, %zu worker(s)",
            FLAGS_protect.c_str(), dp_config.client_port, dp_config.server_port,
            (*dp)->workers().size());
@@ -268,6 +442,7 @@ int main(int argc, char** argv) {
 
   (*dp)->Stop();
   reporter.Print(stdout, /*final=*/true);
+  if (metrics) metrics->Stop();
   moat::dataplane::UnregisterTelemetry();
   (*dp)->ClosePorts();
   rte_eal_cleanup();

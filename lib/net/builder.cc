@@ -98,4 +98,68 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   return total;
 }
 
+size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r) {
+  if (r.options_len % 4 != 0 || r.options_len > 40 || !v.is_tcp) return 0;
+  const bool ipv6 = v.ipv6();
+  const size_t l3 = ipv6 ? kIpv6HeaderLen : kIpv4HeaderLen;
+  if (v.l4_offset != v.l3_offset + l3) return 0;
+  const size_t tcp_len = kTcpHeaderLen + r.options_len;
+  const size_t total = v.l4_offset + tcp_len;
+  if (total > cap) return 0;
+
+  uint8_t* f = v.frame;
+  uint8_t mac[6];
+  std::memcpy(mac, f, 6);
+  std::memcpy(f, f + 6, 6);
+  std::memcpy(f + 6, mac, 6);
+
+  uint8_t* ip = f + v.l3_offset;
+  uint32_t addr_sum;
+  if (ipv6) {
+    addr_sum = SumWords(ip + 8, 32);  // before the swap: no reads of fresh stores
+    uint64_t a[2], b[2];
+    std::memcpy(a, ip + 8, 16);
+    std::memcpy(b, ip + 24, 16);
+    std::memcpy(ip + 8, b, 16);
+    std::memcpy(ip + 24, a, 16);
+    StoreBe32(ip, 6u << 28);
+    StoreBe16(ip + 4, static_cast<uint16_t>(tcp_len));
+    ip[6] = kIpProtoTcp;
+    ip[7] = 64;
+  } else {
+    addr_sum = SumWords(ip + 12, 8);
+    uint32_t a, b;
+    std::memcpy(&a, ip + 12, 4);
+    std::memcpy(&b, ip + 16, 4);
+    std::memcpy(ip + 12, &b, 4);
+    std::memcpy(ip + 16, &a, 4);
+    const uint32_t ip_total = static_cast<uint32_t>(l3 + tcp_len);
+    StoreBe32(ip, 0x45000000u | ip_total);
+    StoreBe32(ip + 4, 0x4000);  // ID 0, DF
+    StoreBe32(ip + 8, (64u << 24) | (static_cast<uint32_t>(kIpProtoTcp) << 16));
+    // From the values, as BuildTcpFrame does.
+    const uint32_t sum = 0x4500u + ip_total + 0x4000u + ((64u << 8) | kIpProtoTcp) + addr_sum;
+    StoreBe16(ip + 10, ChecksumFinish(sum));
+  }
+  uint8_t* tcp = f + v.l4_offset;
+  const uint16_t src_port = LoadBe16(tcp + 2);  // the reply's
+  const uint16_t dst_port = LoadBe16(tcp);
+  StoreBe16(tcp, src_port);
+  StoreBe16(tcp + 2, dst_port);
+  StoreBe32(tcp + 4, r.seq);
+  StoreBe32(tcp + 8, r.ack);
+  const uint8_t off_byte = static_cast<uint8_t>((tcp_len / 4) << 4);
+  tcp[12] = off_byte;
+  tcp[13] = r.flags;
+  StoreBe16(tcp + 14, r.window);
+  StoreBe16(tcp + 18, 0);
+  if (r.options_len) std::memcpy(tcp + kTcpHeaderLen, r.options, r.options_len);
+  const uint32_t sum = addr_sum + kIpProtoTcp + static_cast<uint32_t>(tcp_len) + src_port +
+                       dst_port + (r.seq >> 16) + (r.seq & 0xffff) + (r.ack >> 16) +
+                       (r.ack & 0xffff) + ((static_cast<uint32_t>(off_byte) << 8) | r.flags) +
+                       r.window + SumWords(r.options, r.options_len);
+  StoreBe16(tcp + 16, ChecksumFinish(sum));
+  return total;
+}
+
 }  // namespace moat::net

@@ -150,6 +150,23 @@ absl::Status ServiceSet::Add(const ServiceRange& range) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "--protect: more than ", kMaxRanges, " entries; use prefixes or port ranges"));
   }
+  // Mask and prefix in address byte order, read as native words like the
+  // packet's address in Matches().
+  uint8_t mask[16] = {};
+  const uint8_t bits = std::min<uint8_t>(range.prefix_len, range.addr_len * 8);
+  for (uint8_t i = 0; i < bits / 8; ++i) mask[i] = 0xff;
+  if (bits % 8) mask[bits / 8] = static_cast<uint8_t>(0xff << (8 - bits % 8));
+  uint8_t addr[16] = {};
+  for (int i = 0; i < range.addr_len; ++i) addr[i] = range.addr[i] & mask[i];
+  Compiled c;
+  std::memcpy(&c.addr0, addr, 8);
+  std::memcpy(&c.addr1, addr + 8, 8);
+  std::memcpy(&c.mask0, mask, 8);
+  std::memcpy(&c.mask1, mask + 8, 8);
+  c.port_lo = range.port_lo;
+  c.port_hi = range.port_hi;
+  c.addr_len = range.addr_len;
+  compiled_[size_] = c;
   ranges_[size_++] = range;
   return absl::OkStatus();
 }

@@ -97,24 +97,38 @@ Verdict Engine::AnswerSyn(PacketView& v, Frame frame, uint64_t now_ns, Output* o
   if (client_ws) w.Nop().WindowScale(internal::ShiftToClient(opts.wscale, config_.wscale));
   const size_t opt_len = w.Finish();
 
-  net::TcpFrameSpec s;
-  internal::FillReplyTo(v, &s);
-  s.seq = isn;
-  s.ack = client_isn + 1;
-  s.flags = kTcpSyn | kTcpAck | (syn.ecn ? kTcpEce : 0);
-  s.window = kSynAckWindow;
-  s.options = options;
-  s.options_len = static_cast<uint8_t>(opt_len);
+  net::TcpReplySpec r;
+  r.seq = isn;
+  r.ack = client_isn + 1;
+  r.flags = kTcpSyn | kTcpAck | (syn.ecn ? kTcpEce : 0);
+  r.window = kSynAckWindow;
+  r.options = options;
+  r.options_len = static_cast<uint8_t>(opt_len);
   // In place: the SYN's buffer becomes the SYN-ACK, no copy, no mbuf
-  // allocation on the flood path.
-  size_t n = net::BuildTcpFrame(v.frame, frame.capacity, s);
+  // allocation on the flood path, and the headers already there stay.
+  size_t n = net::BuildReplyInPlace(v, frame.capacity, r);
   if (n != 0) {
     *frame.len = static_cast<uint16_t>(n);
     stats_.Inc(Counter::k_synack_sent);
     return Verdict::kReflect;
   }
-  // The receive buffer is smaller than a SYN-ACK (~94 bytes with two VLAN
-  // tags): build it in the scratch space instead.
+  // A SYN with IP options or IPv6 extension headers (the reply carries
+  // neither), or a receive buffer smaller than the SYN-ACK: build it
+  // whole, in place if it fits, else in the scratch space.
+  net::TcpFrameSpec s;
+  internal::FillReplyTo(v, &s);
+  s.seq = r.seq;
+  s.ack = r.ack;
+  s.flags = r.flags;
+  s.window = r.window;
+  s.options = options;
+  s.options_len = r.options_len;
+  n = net::BuildTcpFrame(v.frame, frame.capacity, s);
+  if (n != 0) {
+    *frame.len = static_cast<uint16_t>(n);
+    stats_.Inc(Counter::k_synack_sent);
+    return Verdict::kReflect;
+  }
   uint8_t* buf = out->Next();
   if (buf != nullptr && (n = net::BuildTcpFrame(buf, kMaxFrame, s)) != 0) {
     out->Commit(Side::kClient, n);

@@ -5,12 +5,13 @@
 MOAT_PACKAGES=(
   build-essential meson ninja-build pkg-config
   libdpdk-dev dpdk dpdk-dev
-  libabsl-dev libgflags-dev libgtest-dev libgmock-dev
+  libabsl-dev libgflags-dev libgtest-dev libgmock-dev libmicrohttpd-dev
   libbenchmark-dev libbenchmark-tools
   clang libclang-rt-14-dev
   python3-scapy python3-numpy python3-scipy gnuplot-nox
   iproute2 ethtool nftables tcpdump procps psmisc iputils-ping
   nginx-light curl iperf3 hping3
+  prometheus python3-prometheus-client
 )
 
 moat_install_deps() {
@@ -33,6 +34,11 @@ moat_install_deps() {
   # runs its own in a namespace, so keep the system one out of the way.
   if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
     systemctl disable --now nginx >/dev/null 2>&1 || pkill -x nginx 2>/dev/null || true
+  fi
+  # Likewise the packaged Prometheus (:9090): tests/lab/metrics.sh starts
+  # its own on loopback with a temporary config and data directory.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
 }
 

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
+#include <random>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -149,6 +151,40 @@ TEST(ValidateConfig, EachRangeNamesItsFlag) {
     absl::Status s = ValidateConfig(c);
     ASSERT_FALSE(s.ok()) << k.flag;
     EXPECT_NE(s.message().find(k.flag), std::string::npos) << s;
+  }
+}
+
+
+// Matches() compares compiled masked words; ServiceRange::Contains is the
+// byte-wise definition. They must agree for every prefix length and for
+// addresses near each prefix (same bits up to the boundary, one bit off).
+TEST(ServiceSet, CompiledMatchAgreesWithTheRangeDefinition) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 3000; ++trial) {
+    ServiceRange r;
+    r.addr_len = rng() % 2 ? 16 : 4;
+    r.prefix_len = static_cast<uint8_t>(rng() % (r.addr_len * 8 + 1));
+    for (int i = 0; i < r.addr_len; ++i) r.addr[i] = static_cast<uint8_t>(rng());
+    // Host bits zeroed, as ParseProtect leaves them.
+    for (int bit = r.prefix_len; bit < r.addr_len * 8; ++bit) {
+      r.addr[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+    }
+    r.port_lo = static_cast<uint16_t>(rng() % 100);
+    r.port_hi = static_cast<uint16_t>(r.port_lo + rng() % 100);
+    ServiceSet set;
+    ASSERT_TRUE(set.Add(r).ok());
+    for (int probe = 0; probe < 20; ++probe) {
+      uint8_t a[16];
+      std::memcpy(a, r.addr, 16);
+      if (probe % 2) {
+        const int bit = static_cast<int>(rng() % (r.addr_len * 8));
+        a[bit / 8] ^= static_cast<uint8_t>(0x80 >> (bit % 8));
+      }
+      const uint8_t len = probe % 7 == 0 ? static_cast<uint8_t>(20 - r.addr_len) : r.addr_len;
+      const uint16_t port = static_cast<uint16_t>(rng() % 220);
+      EXPECT_EQ(set.Matches(len, a, port), r.Contains(len, a, port)) << r.ToString();
+      EXPECT_EQ(set.MatchesAddress(len, a), r.ContainsAddress(len, a)) << r.ToString();
+    }
   }
 }
 

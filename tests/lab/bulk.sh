@@ -5,7 +5,7 @@
 # make the peers use SACK and timestamps, which moat translates.
 # This kernel has no sch_netem: loss is an nft random drop, reordering is a
 # random few percent of segments steered into a slow HTB class so they
-# arrive behind later ones (DPDK-NOTES.md); there is no added delay.
+# arrive behind later ones (docs/dpdk-notes.md); there is no added delay.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib/lab.sh"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The command line: --help lists EAL's options and moat's flags; each bad
 # input is one line naming the problem and a non-zero exit, with nothing
-# left running; SIGTERM stops moat cleanly (exit 0, final stats); port
-# counters are readable with dpdk-proc-info and moat's with telemetry.
+# left running; --check validates a configuration without EAL; SIGTERM
+# stops moat cleanly (exit 0, final stats); port counters are readable with
+# dpdk-proc-info and moat's with telemetry.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib/lab.sh"
 lab_init lx
@@ -29,6 +30,8 @@ expect_error() {
 "$M" --help >"$LAB_DIR/help" 2>&1 || true
 grep -q -- "--protect" "$LAB_DIR/help" || lab_fail "--help does not list --protect"
 grep -q -- "--vdev" "$LAB_DIR/help" || lab_fail "--help does not list EAL's --vdev"
+grep -q -- "--metrics_listen" "$LAB_DIR/help" || lab_fail "--help does not list --metrics_listen"
+grep -q -- "--check " "$LAB_DIR/help" || lab_fail "--help does not list --check"
 echo "--help: EAL options and moat flags"
 
 expect_error "no --protect" "--protect is required" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME --
@@ -51,6 +54,58 @@ for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
   expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
 done
 expect_error "short secret file" "secret" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --cookie_secret_file=/dev/null
+
+# --metrics_listen: numeric IPv4:PORT or [IPv6]:PORT, refused by name before
+# EAL starts; an address already taken too.
+for bad in localhost:9101 127.0.0.1 127.0.0.1:0 127.0.0.1:65536 ::1:9101 '[::1]' '[::1]:x' 1.2.3.4.5:80; do
+  expect_error "--metrics_listen=$bad" "^moat: error: --metrics_listen=[^ ]*: .*127\.0\.0\.1:9101" \
+    -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--metrics_listen=$bad"
+done
+read -r taken < <(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+timeout 60 /usr/bin/python3 -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $taken)); s.listen(1); print('ready', flush=True); time.sleep(60)" >"$LAB_DIR/holder" &
+holder=$!
+for _ in $(seq 1 50); do grep -q ready "$LAB_DIR/holder" && break; sleep 0.1; done
+expect_error "metrics port in use" "--metrics_listen=127.0.0.1:$taken: cannot bind: Address already in use" \
+  -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --metrics_listen=127.0.0.1:$taken
+kill $holder 2>/dev/null || true
+wait $holder 2>/dev/null || true
+
+# --check (like nginx -t): the whole configuration validated without EAL
+# arguments, EAL or ports: "configuration OK" and exit 0, or the error.
+expect_check_ok() {  # expect_check_ok NAME ARGS...
+  local name=$1 rc=0
+  shift
+  "$M" "$@" >"$LAB_DIR/out" 2>&1 || rc=$?
+  [ $rc -eq 0 ] || { cat "$LAB_DIR/out" >&2; lab_fail "$name: exit status $rc"; }
+  [ "$(cat "$LAB_DIR/out")" = "moat: configuration OK" ] || { cat "$LAB_DIR/out" >&2; lab_fail "$name: not just 'configuration OK'"; }
+  echo "$name: configuration OK"
+}
+cfg=$LAB_DIR/check.flags
+printf -- '--protect=198.18.0.2:80,[2001:2::2]:80\n--metrics_listen=[::1]:9101\n--flow_capacity=1024\n' >"$cfg"
+ls /dev/hugepages >"$LAB_DIR/huge.before" 2>/dev/null || true
+expect_check_ok "--check --flagfile" --check --flagfile="$cfg"
+expect_check_ok "--check --flagfile=config/lab.flags" --check --flagfile="$LAB_ROOT/config/lab.flags"
+expect_check_ok "--check --flagfile=config/moat.flags" --check --flagfile="$LAB_ROOT/config/moat.flags"
+expect_check_ok "--check after EAL options" -l 0,1 -- --check --flagfile="$cfg"
+head -c 32 /dev/urandom >"$LAB_DIR/secret" && chmod 600 "$LAB_DIR/secret"
+expect_check_ok "--check with a secret file" --check --flagfile="$cfg" --cookie_secret_file="$LAB_DIR/secret"
+ls /dev/hugepages >"$LAB_DIR/huge.after" 2>/dev/null || true
+cmp -s "$LAB_DIR/huge.before" "$LAB_DIR/huge.after" || lab_fail "--check touched hugepages"
+expect_error "--check without --protect" "--protect is required" --check --flow_capacity=1024
+expect_error "--check bad --protect" "--protect" --check --protect=198.18.0.300:80
+expect_error "--check bad range in flagfile" "--mss=100" --check --flagfile="$cfg" --mss=100
+printf -- '--protect=198.18.0.2:80\n--no_such_flag=1\n' >"$LAB_DIR/bad.flags"
+# gflags alone would skip an unknown name inside a flagfile silently.
+expect_error "--check unknown flag in flagfile" "bad.flags line 2: unknown flag '--no_such_flag'" --check --flagfile="$LAB_DIR/bad.flags"
+expect_error "unknown flag in flagfile" "bad.flags line 2: unknown flag '--no_such_flag'" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --flagfile="$LAB_DIR/bad.flags"
+expect_error "--check missing flagfile" "--flagfile=$LAB_DIR/none.flags: No such file" --check --flagfile="$LAB_DIR/none.flags"
+expect_error "--check same port twice" "both 1" --check --flagfile="$cfg" --client_port=1
+expect_error "--check bad --metrics_listen" "--metrics_listen=localhost:1" --check --flagfile="$cfg" --metrics_listen=localhost:1
+chmod 644 "$LAB_DIR/secret"
+expect_error "--check secret readable by others" "secret" --check --flagfile="$cfg" --cookie_secret_file="$LAB_DIR/secret"
+expect_error "--check secret missing" "secret" --check --flagfile="$cfg" --cookie_secret_file="$LAB_DIR/no-secret"
 
 # A clean run: telemetry, proc-info, then SIGTERM -> exit 0 + final stats.
 lab_moat_start --stats_period=1

@@ -462,5 +462,102 @@ TEST(Builder, OptionsAliasingTheOutputWithoutPayload) {
   EXPECT_TRUE(VerifyTcpChecksum(v));
 }
 
+
+// The reference BuildReplyInPlace must match: the reply BuildTcpFrame makes
+// from the swapped headers of `v`.
+std::vector<uint8_t> ReplyByBuilder(const PacketView& v, const TcpReplySpec& r) {
+  TcpFrameSpec s;
+  std::memcpy(s.src_mac.b, v.dst_mac(), 6);
+  std::memcpy(s.dst_mac.b, v.src_mac(), 6);
+  s.vlan_count = v.vlan_count;
+  for (int i = 0; i < v.vlan_count; ++i) {
+    s.vlan_tci[i] = v.vlan_tci[i];
+    s.vlan_tpid[i] = v.vlan_tpid[i];
+  }
+  s.ipv6 = v.ipv6();
+  s.src_addr = v.dst_addr();
+  s.dst_addr = v.src_addr();
+  s.src_port = v.dst_port();
+  s.dst_port = v.src_port();
+  s.seq = r.seq;
+  s.ack = r.ack;
+  s.flags = r.flags;
+  s.window = r.window;
+  s.options = r.options;
+  s.options_len = r.options_len;
+  std::vector<uint8_t> out(256);
+  out.resize(BuildTcpFrame(out.data(), out.size(), s));
+  return out;
+}
+
+// In place, the SYN becomes byte for byte the SYN-ACK the builder makes,
+// whatever the received frame held: either family, 0-2 VLAN tags, any TTL,
+// TOS, IP ID, flow label, options and payload.
+TEST(BuildReplyInPlace, MatchesTheBuilderByteForByte) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 2000; ++trial) {
+    moat::testing::TcpPacket p;
+    if (rng() % 2) {
+      p.V6("2001:2::1", "2001:2::2");
+    } else {
+      p.V4("198.18.0.1", "198.18.0.2");
+    }
+    p.Ports(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()))
+        .Seq(rng()).Ack(rng()).Flags(static_cast<uint8_t>(rng()))
+        .Window(static_cast<uint16_t>(rng())).Ttl(static_cast<uint8_t>(rng()))
+        .Tos(static_cast<uint8_t>(rng())).IpId(static_cast<uint16_t>(rng()));
+    for (uint32_t i = 0, n = rng() % 3; i < n; ++i) p.Vlan(static_cast<uint16_t>(rng() & 0xfff));
+    if (rng() % 2) p.Mss(1460).SackPermitted().Timestamps(rng(), rng()).Nop().WindowScale(7);
+    p.PayloadSize(rng() % 3 == 0 ? rng() % 100 : 0);
+    std::vector<uint8_t> f = p.Build();
+    ASSERT_FALSE(f.empty());
+    f.resize(f.size() + 64);  // room for a reply longer than the segment
+    PacketView v;
+    ASSERT_EQ(ParseFrame(f.data(), static_cast<uint16_t>(f.size() - 64), &v), ParseError::kOk);
+    uint8_t opts[40];
+    const uint8_t opt_len = static_cast<uint8_t>(4 * (rng() % 11));
+    for (uint8_t i = 0; i < opt_len; ++i) opts[i] = static_cast<uint8_t>(rng());
+    TcpReplySpec r;
+    r.seq = rng();
+    r.ack = rng();
+    r.flags = static_cast<uint8_t>(rng());
+    r.window = static_cast<uint16_t>(rng());
+    r.options = opts;
+    r.options_len = opt_len;
+    const std::vector<uint8_t> want = ReplyByBuilder(v, r);
+    ASSERT_FALSE(want.empty());
+    const size_t n = BuildReplyInPlace(v, f.size(), r);
+    ASSERT_EQ(n, want.size()) << "trial " << trial;
+    EXPECT_EQ(std::memcmp(f.data(), want.data(), n), 0) << "trial " << trial;
+  }
+}
+
+// Headers the reply does not carry cannot stay in place: refused (the
+// engine then builds the frame whole), and the frame is left untouched.
+TEST(BuildReplyInPlace, RefusesWhatItCannotDoAndTouchesNothing) {
+  std::vector<uint8_t> f = moat::testing::TcpPacket().Flags(kTcpSyn).Mss(1460).Build();
+  // An IPv4 header with 4 bytes of options (a NOP and an EOL padded).
+  std::vector<uint8_t> opt = f;
+  opt.insert(opt.begin() + 14 + 20, {1, 1, 1, 0});
+  opt[14] = 0x46;
+  StoreBe16(opt.data() + 14 + 2, static_cast<uint16_t>(LoadBe16(opt.data() + 16) + 4));
+  PacketView v;
+  ASSERT_EQ(ParseFrame(opt.data(), static_cast<uint16_t>(opt.size()), &v), ParseError::kOk);
+  TcpReplySpec r;
+  std::vector<uint8_t> before = opt;
+  EXPECT_EQ(BuildReplyInPlace(v, opt.size() + 64, r), 0u);
+  EXPECT_EQ(opt, before);
+  // Too little room, and invalid option lengths.
+  ASSERT_EQ(ParseFrame(f.data(), static_cast<uint16_t>(f.size()), &v), ParseError::kOk);
+  const uint8_t opts[40] = {};
+  r.options = opts;
+  r.options_len = 40;
+  before = f;
+  EXPECT_EQ(BuildReplyInPlace(v, f.size(), r), 0u);
+  r.options_len = 6;
+  EXPECT_EQ(BuildReplyInPlace(v, 256, r), 0u);
+  EXPECT_EQ(f, before);
+}
+
 }  // namespace
 }  // namespace moat::net

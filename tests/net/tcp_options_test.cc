@@ -279,6 +279,61 @@ TEST(ParseTcpOptions, MatchesScapyVectors) {
   }
 }
 
+// The parser recognises Linux's two common layouts (NOP NOP TS; MSS
+// SACK-perm TS NOP WS) by their first words and walks only what follows.
+// Four leading NOPs hide the layout from that shortcut without changing
+// the list's meaning, so the two parses must agree on everything but the
+// offsets, for any tail: valid options, garbage, truncation.
+TEST(ParseTcpOptions, CommonLayoutShortcutAgreesWithTheWalk) {
+  const std::vector<std::vector<uint8_t>> prefixes = {
+      {1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8},
+      {1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2},
+      {1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 5, 18},  // blocks come from the tail
+      {1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 5, 11},  // bad length: walk decides
+      {2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7},
+      {2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 15},  // shift clamped
+  };
+  std::mt19937 rng(7);
+  for (const auto& prefix : prefixes) {
+    for (int trial = 0; trial < 4000; ++trial) {
+      std::vector<uint8_t> tail;
+      const size_t room = 40 - 4 - prefix.size();
+      const size_t n = rng() % (room + 1) / 4 * 4;
+      for (size_t i = 0; i < n; ++i) {
+        // Mostly plausible kinds and lengths, so valid lists come up too.
+        const uint32_t r = rng() % 8;
+        tail.push_back(static_cast<uint8_t>(r < 2 ? 1 : r < 4 ? (rng() % 2 ? 5 : 8)
+                                            : r < 6 ? (rng() % 12) : rng()));
+      }
+      std::vector<uint8_t> fast = prefix;
+      fast.insert(fast.end(), tail.begin(), tail.end());
+      std::vector<uint8_t> slow = {1, 1, 1, 1};
+      slow.insert(slow.end(), fast.begin(), fast.end());
+      // Pad to a multiple of 4 with EOLs, as a header would be.
+      while (fast.size() % 4) fast.push_back(0);
+      while (slow.size() % 4) slow.push_back(0);
+      TcpOptions a, b;
+      const ParseError ea = P(Hdr(fast), &a);
+      const ParseError eb = P(Hdr(slow), &b);
+      ASSERT_EQ(ea, eb) << "trial " << trial;
+      if (ea != ParseError::kOk) continue;
+      EXPECT_EQ(a.has_mss, b.has_mss);
+      EXPECT_EQ(a.mss, b.mss);
+      EXPECT_EQ(a.has_wscale, b.has_wscale);
+      EXPECT_EQ(a.wscale, b.wscale);
+      EXPECT_EQ(a.sack_permitted, b.sack_permitted);
+      EXPECT_EQ(a.has_timestamps, b.has_timestamps);
+      EXPECT_EQ(a.tsval, b.tsval);
+      EXPECT_EQ(a.tsecr, b.tsecr);
+      if (a.has_timestamps) EXPECT_EQ(a.ts_offset + 4, b.ts_offset);
+      EXPECT_EQ(a.sack_blocks, b.sack_blocks);
+      if (a.sack_blocks) EXPECT_EQ(a.sack_offset + 4, b.sack_offset);
+      EXPECT_EQ(a.has_fastopen, b.has_fastopen);
+      EXPECT_EQ(a.unknown_count, b.unknown_count);
+    }
+  }
+}
+
 TEST(ParseTcpOptions, EveryTruncatedHeaderIsSafe) {
   // Any prefix of a full option list, passed as the header length, in an
   // exact-size buffer: an error or a result, never a read past the end.

@@ -50,9 +50,9 @@ TEST_P(ResilienceTest, RetransmittedCopiesDoNotFillTheHeldSlots) {
     return c.C()
         .Seq(c.client_isn + 1 + off)
         .Ack(c.cookie_isn + 1)
-        .Win(c.client_win)
-        .Ts(tsval, c.synack_tsval)
-        .Payload(len)
+        .Window(c.client_win)
+        .Timestamps(tsval, c.synack_tsval)
+        .PayloadSize(len)
         .Flags(kTcpAck | kTcpPsh);
   };
   // The client's RTO fires again and again while the backend is slow: every
@@ -70,7 +70,7 @@ TEST_P(ResilienceTest, RetransmittedCopiesDoNotFillTheHeldSlots) {
   // A segment that overlaps a held one but adds bytes is new data.
   EXPECT_EQ(h_.Send(Side::kClient, data(150, 100, c.client_tsval + 10)), Verdict::kConsumed);
   // A retransmitted FIN is a copy like any other.
-  Seg fin = data(250, 0, c.client_tsval + 11).Flags(kTcpAck | kTcpFin);
+  TcpPacket fin = data(250, 0, c.client_tsval + 11).Flags(kTcpAck | kTcpFin);
   EXPECT_EQ(h_.Send(Side::kClient, fin), Verdict::kConsumed);
   EXPECT_EQ(h_.Send(Side::kClient, fin), Verdict::kConsumed);
   EXPECT_EQ(h_.Count(Counter::k_held_segments), 4u);
@@ -102,13 +102,13 @@ uint8_t EcnOf(const Seen& s) {
   return s.v.ipv6() ? static_cast<uint8_t>((ip[1] >> 4) & 3) : static_cast<uint8_t>(ip[1] & 3);
 }
 
-Seg ClientData(const Conn& c, uint32_t off, uint8_t ecn, uint8_t extra_flags = 0) {
+TcpPacket ClientData(const Conn& c, uint32_t off, uint8_t ecn, uint8_t extra_flags = 0) {
   return c.C()
       .Seq(c.client_isn + 1 + off)
       .Ack(c.cookie_isn + 1)
-      .Win(c.client_win)
-      .Ts(c.client_tsval + 1 + off, c.synack_tsval)
-      .Payload(100)
+      .Window(c.client_win)
+      .Timestamps(c.client_tsval + 1 + off, c.synack_tsval)
+      .PayloadSize(100)
       .Tos(uint8_t(0xb8 | ecn))
       .Flags(kTcpAck | kTcpPsh | extra_flags);
 }
@@ -178,7 +178,7 @@ TEST_P(ResilienceTest, HeldSegmentsStopClaimingEcnTowardsARefusingBackend) {
   Conn c = MakeConn();
   c.ecn = true;
   DoSyn(h_, &c);
-  Seg first = ClientHandshakeAck(c, 100).Tos(kEct0);
+  TcpPacket first = ClientHandshakeAck(c, 100).Tos(kEct0);
   ASSERT_EQ(h_.Send(Side::kClient, first), Verdict::kConsumed);
   ASSERT_EQ(h_.Send(Side::kServer, BackendSynAck(c)), Verdict::kConsumed);
   ASSERT_EQ(h_.emitted().size(), 2u);
@@ -221,12 +221,12 @@ TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
   if (t.synack_ws >= 0) {
     EXPECT_EQ(synack.opts.wscale, t.synack_ws);
   }
-  Seg ack = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(c.client_win);
-  if (t.ack == EchoCase::kEcho) ack.Ts(c.client_tsval, c.synack_tsval);
+  TcpPacket ack = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(c.client_win);
+  if (t.ack == EchoCase::kEcho) ack.Timestamps(c.client_tsval, c.synack_tsval);
   // A TSecr whose option bits disagree with the cookie (a middlebox that
   // rewrote it): shift 8, which the ISN's code says it is not.
   if (t.ack == EchoCase::kMangled) {
-    ack.Ts(c.client_tsval, (c.synack_tsval & ~cookie::kTsOptionMask) | 8u);
+    ack.Timestamps(c.client_tsval, (c.synack_tsval & ~cookie::kTsOptionMask) | 8u);
   }
   ASSERT_EQ(h.Send(Side::kClient, ack), Verdict::kConsumed);
   ASSERT_EQ(h.emitted().size(), 1u);
@@ -243,15 +243,15 @@ TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
 
   // The backend answers with its own scaling (honoured only when offered).
   const int backend_ws = 7;
-  Seg bsa = c.S()
+  TcpPacket bsa = c.S()
                 .Seq(c.backend_isn)
                 .Ack(c.client_isn + 1)
                 .Flags(kTcpSyn | kTcpAck)
-                .Win(65160)
+                .Window(65160)
                 .Mss(1460)
-                .SackOk()
-                .Ws(backend_ws);
-  if (t.ack != EchoCase::kNoTimestamps) bsa.Ts(c.backend_tsval, c.client_tsval);
+                .SackPermitted()
+                .WindowScale(backend_ws);
+  if (t.ack != EchoCase::kNoTimestamps) bsa.Timestamps(c.backend_tsval, c.client_tsval);
   ASSERT_EQ(h.Send(Side::kServer, bsa), Verdict::kConsumed);
   const int backend_shift = backend_syn.opts.has_wscale ? backend_ws : 0;
 
@@ -259,8 +259,8 @@ TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
   // (clamped to what the 16-bit field at the client's shift can say).
   for (uint16_t w : {1, 100, 509, 4000, 65535}) {
     SCOPED_TRACE(w);
-    Seg data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(w);
-    if (t.ack != EchoCase::kNoTimestamps) data.Ts(c.backend_tsval + 1, c.client_tsval);
+    TcpPacket data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(w);
+    if (t.ack != EchoCase::kNoTimestamps) data.Timestamps(c.backend_tsval + 1, c.client_tsval);
     Seen out;
     ASSERT_EQ(h.Send(Side::kServer, data, &out), Verdict::kForward);
     const uint64_t backend_bytes = static_cast<uint64_t>(w) << backend_shift;
@@ -274,8 +274,8 @@ TEST_P(EchoTest, WindowsTheClientSeesAreTheBackendsWithOrWithoutTheEcho) {
   // whenever moat's SYN-ACK carried a window-scale option).
   for (uint16_t w : {1, 100, 502, 65535}) {
     SCOPED_TRACE(w);
-    Seg data = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(w);
-    if (t.ack != EchoCase::kNoTimestamps) data.Ts(c.client_tsval + 1, c.synack_tsval);
+    TcpPacket data = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(w);
+    if (t.ack != EchoCase::kNoTimestamps) data.Timestamps(c.client_tsval + 1, c.synack_tsval);
     Seen out;
     ASSERT_EQ(h.Send(Side::kClient, data, &out), Verdict::kForward);
     const int client_shift = synack.opts.has_wscale && t.client_ws >= 0 ? t.client_ws : 0;
@@ -327,12 +327,12 @@ TEST(EchoLostTest, ClientThatMayBelieveInEcnStopsClaimingIt) {
   ASSERT_EQ(h.Send(Side::kClient, c.C()
                                       .Seq(c.client_isn + 1)
                                       .Ack(c.cookie_isn + 1)
-                                      .Payload(10)
+                                      .PayloadSize(10)
                                       .Tos(kEct0)
                                       .Flags(kTcpAck | kTcpEce)),
             Verdict::kForward);
   EXPECT_EQ(h.Send(Side::kClient,
-                   c.C().Seq(c.client_isn + 11).Ack(c.cookie_isn + 1).Payload(10).Tos(kEct0), &out),
+                   c.C().Seq(c.client_isn + 11).Ack(c.cookie_isn + 1).PayloadSize(10).Tos(kEct0), &out),
             Verdict::kForward);
   EXPECT_EQ(EcnOf(out), kNotEct);
   // Not a backend refusal: nobody asked it.
@@ -354,29 +354,29 @@ class BlindRstTest : public ResilienceTest {
     ASSERT_EQ(h_.Send(Side::kServer, c_.S()
                                          .Seq(c_.backend_isn + 1)
                                          .Ack(c_.client_isn + 1)
-                                         .Win(400)
-                                         .Ts(c_.backend_tsval + 5, c_.client_tsval)),
+                                         .Window(400)
+                                         .Timestamps(c_.backend_tsval + 5, c_.client_tsval)),
               Verdict::kForward);
     ASSERT_EQ(h_.Send(Side::kClient, c_.C()
                                          .Seq(c_.client_isn + 1)
                                          .Ack(c_.cookie_isn + 1)
-                                         .Win(400)
-                                         .Ts(c_.client_tsval + 5, c_.synack_tsval)),
+                                         .Window(400)
+                                         .Timestamps(c_.client_tsval + 5, c_.synack_tsval)),
               Verdict::kForward);
   }
-  Seg BlindRstFromClient() const {
+  TcpPacket BlindRstFromClient() const {
     return c_.C().Seq(c_.client_isn + 1 + 1000).Ack(0).Flags(kTcpRst);
   }
-  Seg BlindRstFromServer() const {
+  TcpPacket BlindRstFromServer() const {
     return c_.S().Seq(c_.backend_isn + 1 + 5000).Ack(0).Flags(kTcpRst);
   }
   // The backend's ACK as it would answer a probe or a RST (its numbers).
-  Seg ServerAck() const {
+  TcpPacket ServerAck() const {
     return c_.S()
         .Seq(c_.backend_isn + 1)
         .Ack(c_.client_isn + 1)
-        .Win(400)
-        .Ts(c_.backend_tsval + 6, c_.client_tsval + 5);
+        .Window(400)
+        .Timestamps(c_.backend_tsval + 6, c_.client_tsval + 5);
   }
   const Flow* flow() { return h_.engine().FindFlow(c_.key()); }
   // The first probe goes out time_wait_ms (5 s) after the last RST.
@@ -433,8 +433,8 @@ TEST_P(BlindRstTest, TwoBlindRstsThenSilenceAreAnsweredByAProbeAndTheFlowStays) 
                     c_.C()
                         .Seq(c_.client_isn + 1)
                         .Ack(c_.cookie_isn + 1)
-                        .Ts(c_.client_tsval + 9, c_.synack_tsval + 5)
-                        .Payload(10),
+                        .Timestamps(c_.client_tsval + 9, c_.synack_tsval + 5)
+                        .PayloadSize(10),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.ack(), c_.backend_isn + 1);
@@ -442,8 +442,8 @@ TEST_P(BlindRstTest, TwoBlindRstsThenSilenceAreAnsweredByAProbeAndTheFlowStays) 
                     c_.S()
                         .Seq(c_.backend_isn + 1)
                         .Ack(c_.client_isn + 11)
-                        .Ts(c_.backend_tsval + 9, c_.client_tsval + 9)
-                        .Payload(10),
+                        .Timestamps(c_.backend_tsval + 9, c_.client_tsval + 9)
+                        .PayloadSize(10),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.seq(), c_.cookie_isn + 1);
@@ -516,7 +516,7 @@ using Bytes = std::vector<uint8_t>;
 
 Bytes ToBytes(const Frame& f) { return Bytes(f.buf, f.buf + f.len); }
 
-// A third VLAN tag in front of the two Seg already has.
+// A third VLAN tag in front of the two TcpPacket already has.
 Bytes ThreeVlans(Bytes f) {
   const uint8_t tag[4] = {0x81, 0x00, 0x00, 0x07};
   f.insert(f.begin() + 12, tag, tag + 4);
@@ -571,83 +571,83 @@ Frame FromBytes(const Bytes& b) {
 
 constexpr uint8_t kBadMss[4] = {2, 3, 5, 1};  // MSS of length 3
 
-Seg ToOther(bool v6 = false) {
+TcpPacket ToOther(bool v6 = false) {
   static constexpr uint8_t kOtherV6[16] = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3};
-  return Seg::FromClient(v6).Dst(v6 ? kOtherV6 : kOtherV4).Flags(kTcpSyn).Seq(1);
+  return FromClient(v6).DstAddr(v6 ? kOtherV6 : kOtherV4).Flags(kTcpSyn).Seq(1);
 }
 
 std::vector<TransparentCase> TransparentCases() {
   using PE = net::ParseError;
   return {
       {"ThreeVlansToAnotherHost",
-       [] { return ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build())); }, Side::kClient, true,
+       [] { return ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).BuildFrame())); }, Side::kClient, true,
        PE::kOk},
       {"ThreeVlansToAnotherPortOfTheService",
        [] {
          return ThreeVlans(
-             ToBytes(Seg::FromClient().Ports(5555, 22).Flags(kTcpSyn).Vlan(1).Vlan(2).Build()));
+             ToBytes(FromClient().Ports(5555, 22).Flags(kTcpSyn).Vlan(1).Vlan(2).BuildFrame()));
        },
        Side::kClient, true, PE::kOk},
       {"ThreeVlansToTheService",
-       [] { return ThreeVlans(ToBytes(Seg::FromClient().Flags(kTcpSyn).Vlan(1).Vlan(2).Build())); },
+       [] { return ThreeVlans(ToBytes(FromClient().Flags(kTcpSyn).Vlan(1).Vlan(2).BuildFrame())); },
        Side::kClient, false, PE::kTooManyVlans},
       {"ThreeVlansNotIp",
        [] {
-         Bytes f = ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build()));
+         Bytes f = ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).BuildFrame()));
          net::StoreBe16(f.data() + 24, net::kEtherTypeArp);
          return f;
        },
        Side::kClient, true, PE::kOk},
       {"UnknownEtherType",
        [] {
-         Bytes f = ToBytes(Seg::FromClient().Flags(kTcpSyn).Build());
+         Bytes f = ToBytes(FromClient().Flags(kTcpSyn).BuildFrame());
          net::StoreBe16(f.data() + 12, 0x88b5);  // IEEE local experimental
          return f;
        },
        Side::kClient, true, PE::kOk},
       {"NineExtensionHeadersToAnotherHost",
-       [] { return WithExtHeaders(ToBytes(ToOther(true).Build()), 9); }, Side::kClient, true,
+       [] { return WithExtHeaders(ToBytes(ToOther(true).BuildFrame()), 9); }, Side::kClient, true,
        PE::kOk},
       {"NineExtensionHeadersToTheServiceAddress",
-       [] { return WithExtHeaders(ToBytes(Seg::FromClient(true).Ports(5555, 22).Build()), 9); },
+       [] { return WithExtHeaders(ToBytes(FromClient(true).Ports(5555, 22).BuildFrame()), 9); },
        Side::kClient, false, PE::kIpv6TooManyExtHeaders},
-      {"IpOptionsToAnotherHost", [] { return WithIpOptions(ToBytes(ToOther().Build())); },
+      {"IpOptionsToAnotherHost", [] { return WithIpOptions(ToBytes(ToOther().BuildFrame())); },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToAnotherHost",
        [] {
-         return ToBytes(ToOther().Opt({kBadMss[0], kBadMss[1], kBadMss[2], kBadMss[3]}).Build());
+         return ToBytes(ToOther().Opt({kBadMss[0], kBadMss[1], kBadMss[2], kBadMss[3]}).BuildFrame());
        },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToAnotherPortOfTheService",
        [] {
-         return ToBytes(Seg::FromClient().Ports(5555, 22).Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build());
+         return ToBytes(FromClient().Ports(5555, 22).Opt({2, 3, 5, 1}).Flags(kTcpSyn).BuildFrame());
        },
        Side::kClient, true, PE::kOk},
       {"BadTcpOptionToTheService",
        [] {
-         return ToBytes(Seg::FromClient().Opt({2, 3, 5, 1}).Flags(kTcpSyn).Build());
+         return ToBytes(FromClient().Opt({2, 3, 5, 1}).Flags(kTcpSyn).BuildFrame());
        },
        Side::kClient, false, PE::kTcpOptionBadLength},
       {"BadTcpOptionFromAnotherPortOfTheServiceHost",
        [] {
-         return ToBytes(Seg::FromServer().Ports(22, 5555).Opt({2, 3, 5, 1}).Build());
+         return ToBytes(FromServer().Ports(22, 5555).Opt({2, 3, 5, 1}).BuildFrame());
        },
        Side::kServer, true, PE::kOk},
       {"BadTcpOptionFromTheService",
        [] {
-         return ToBytes(Seg::FromServer().Opt({2, 3, 5, 1}).Build());
+         return ToBytes(FromServer().Opt({2, 3, 5, 1}).BuildFrame());
        },
        Side::kServer, false, PE::kTcpOptionBadLength},
       {"BadIpLengthToAnotherHost",
        [] {
-         Bytes f = ToBytes(ToOther().Build());
+         Bytes f = ToBytes(ToOther().BuildFrame());
          net::StoreBe16(f.data() + 14 + 2, 1400);  // beyond the frame
          return f;
        },
        Side::kClient, true, PE::kOk},
       {"BadIpLengthToTheServiceAddress",
        [] {
-         Bytes f = ToBytes(Seg::FromClient().Ports(5555, 22).Build());
+         Bytes f = ToBytes(FromClient().Ports(5555, 22).BuildFrame());
          net::StoreBe16(f.data() + 14 + 2, 1400);
          return f;
        },
@@ -686,12 +686,12 @@ INSTANTIATE_TEST_SUITE_P(Table, TransparentTest, ::testing::ValuesIn(Transparent
 
 TEST(TransparentCountTest, UnparsedFramesForOthersAreCountedApart) {
   Harness h;
-  Frame f = FromBytes(ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).Build())));
+  Frame f = FromBytes(ThreeVlans(ToBytes(ToOther().Vlan(1).Vlan(2).BuildFrame())));
   EXPECT_EQ(h.Send(Side::kClient, f), Verdict::kForward);
   EXPECT_EQ(h.Count(Counter::k_bridged_unparsed), 1u);
   EXPECT_EQ(h.Count(Counter::k_drop_parse), 0u);
   // A well-formed frame for another host is plain `bridged`.
-  Frame g = FromBytes(WithIpOptions(ToBytes(ToOther().Build())));
+  Frame g = FromBytes(WithIpOptions(ToBytes(ToOther().BuildFrame())));
   EXPECT_EQ(h.Send(Side::kClient, g), Verdict::kForward);
   EXPECT_EQ(h.Count(Counter::k_bridged), 1u);
 }
@@ -701,7 +701,7 @@ TEST(TransparentCountTest, ProtectedConnectionWithIpOptionsIsAnswered) {
   // SYN is answered with a cookie (the SYN-ACK carries no IP options).
   Harness h;
   Conn c;
-  Frame f = FromBytes(WithIpOptions(ToBytes(ClientSyn(c).Build())));
+  Frame f = FromBytes(WithIpOptions(ToBytes(ClientSyn(c).BuildFrame())));
   Seen synack;
   ASSERT_EQ(h.Send(Side::kClient, f, &synack), Verdict::kReflect);
   EXPECT_EQ(synack.flags(), kTcpSyn | kTcpAck);

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "moat/net/packet.h"
+
 namespace moat::net {
 
 struct MacAddr {
@@ -38,5 +40,28 @@ struct TcpFrameSpec {
 // `buf` may alias spec.payload/options only if they lie after the headers'
 // end in the output; addresses are read before anything is written.
 size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& spec);
+
+// The TCP fields of a reply built by BuildReplyInPlace.
+struct TcpReplySpec {
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = 0;
+  uint16_t window = 0;
+  const uint8_t* options = nullptr;  // must not point into the frame
+  uint8_t options_len = 0;           // multiple of 4, at most 40
+};
+
+// Turns the received TCP segment `v` into a reply to its sender, in place:
+// MACs, addresses and ports swapped, VLAN tags and EtherType kept, the
+// given TCP fields and options, no payload; the IP fields as BuildTcpFrame
+// writes them (TTL/hop limit 64, IPv4 DF and ID 0, TOS/traffic class and
+// flow label 0). All checksums are filled; the address sum is the same
+// swapped, so it is computed once. The result is byte for byte what
+// BuildTcpFrame makes from the swapped headers, without copying the headers
+// that are already in place.
+// Returns the frame length, or 0 when the reply cannot be made in place:
+// `v` carries IPv4 options or IPv6 extension headers (the reply has
+// neither), the options are invalid, or `cap` is too small. `v` describes
+// the old frame afterwards; parse again to use it.
+size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r);
 
 }  // namespace moat::net

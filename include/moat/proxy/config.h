@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -31,23 +32,35 @@ struct ServiceRange {
 };
 
 // The set of protected services. Small and flat on purpose: deployments
-// protect a handful of VIPs, and a linear scan of a few 24-byte entries that
-// sit in one or two cache lines beats any tree for that size.
+// protect a handful of VIPs, and a linear scan of a few entries that sit in
+// one or two cache lines beats any tree for that size. Every packet asks,
+// so each range is also kept compiled to masked native words: one or two
+// AND-compares per range, no byte loop, no memcmp call.
 class ServiceSet {
  public:
   static constexpr size_t kMaxRanges = 64;
 
   absl::Status Add(const ServiceRange& range);
   bool Matches(uint8_t addr_len, const uint8_t* addr, uint16_t port) const {
+    const Words a = Load(addr_len, addr);
     for (size_t i = 0; i < size_; ++i) {
-      if (ranges_[i].Contains(addr_len, addr, port)) return true;
+      const Compiled& c = compiled_[i];
+      if (c.addr_len == addr_len && port >= c.port_lo && port <= c.port_hi &&
+          (a.w0 & c.mask0) == c.addr0 && (a.w1 & c.mask1) == c.addr1) {
+        return true;
+      }
     }
     return false;
   }
   // Address only, any port: for fragments, whose ports are unknown.
   bool MatchesAddress(uint8_t addr_len, const uint8_t* addr) const {
+    const Words a = Load(addr_len, addr);
     for (size_t i = 0; i < size_; ++i) {
-      if (ranges_[i].ContainsAddress(addr_len, addr)) return true;
+      const Compiled& c = compiled_[i];
+      if (c.addr_len == addr_len && (a.w0 & c.mask0) == c.addr0 &&
+          (a.w1 & c.mask1) == c.addr1) {
+        return true;
+      }
     }
     return false;
   }
@@ -57,7 +70,31 @@ class ServiceSet {
   std::string ToString() const;
 
  private:
+  // An address as two native 8-byte words (IPv4 in the low 4 bytes of w0).
+  struct Words {
+    uint64_t w0, w1;
+  };
+  struct Compiled {
+    uint64_t addr0, addr1;  // the prefix, host bits zero
+    uint64_t mask0, mask1;  // prefix_len leading one bits, in address byte order
+    uint16_t port_lo, port_hi;
+    uint8_t addr_len;
+  };
+  static Words Load(uint8_t addr_len, const uint8_t* addr) {
+    Words a{0, 0};
+    if (addr_len == 16) {
+      std::memcpy(&a.w0, addr, 8);
+      std::memcpy(&a.w1, addr + 8, 8);
+    } else {
+      uint32_t v4;
+      std::memcpy(&v4, addr, 4);
+      a.w0 = v4;
+    }
+    return a;
+  }
+
   std::array<ServiceRange, kMaxRanges> ranges_{};
+  std::array<Compiled, kMaxRanges> compiled_{};
   size_t size_ = 0;
 };
 
