@@ -65,12 +65,18 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
   if (len < kEthernetHeaderLen) return ParseError::kTruncatedEthernet;
   uint16_t off = 12;
   uint16_t type = LoadBe16(frame + off);
+  // An error found early that does not stop the walk: the caller still
+  // learns what the frame carries (Reach).
+  ParseError deferred = ParseError::kOk;
   while (type == kEtherTypeVlan || type == kEtherTypeQinQ) {
-    if (v->vlan_count == 2) return ParseError::kTooManyVlans;
     if (off + 2 + kVlanTagLen > len) return ParseError::kTruncatedVlan;
-    v->vlan_tpid[v->vlan_count] = type;
-    v->vlan_tci[v->vlan_count] = LoadBe16(frame + off + 2);
-    ++v->vlan_count;
+    if (v->vlan_count == 2) {
+      deferred = ParseError::kTooManyVlans;  // bounded by the frame length
+    } else {
+      v->vlan_tpid[v->vlan_count] = type;
+      v->vlan_tci[v->vlan_count] = LoadBe16(frame + off + 2);
+      ++v->vlan_count;
+    }
     off += kVlanTagLen;
     type = LoadBe16(frame + off);
   }
@@ -84,6 +90,8 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
     if (off + kIpv4HeaderLen > len) return ParseError::kTruncatedIpv4;
     const uint8_t* ip = frame + off;
     if ((ip[0] >> 4) != 4) return ParseError::kIpv4BadVersion;
+    v->l3 = L3::kIpv4;
+    v->reach = Reach::kAddresses;
     const uint16_t ihl = static_cast<uint16_t>((ip[0] & 0x0f) * 4);
     if (ihl < kIpv4HeaderLen) return ParseError::kIpv4IhlTooSmall;
     const uint16_t total = LoadBe16(ip + 2);
@@ -100,6 +108,8 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
     if (off + kIpv6HeaderLen > len) return ParseError::kTruncatedIpv6;
     const uint8_t* ip = frame + off;
     if ((ip[0] >> 4) != 6) return ParseError::kIpv6BadVersion;
+    v->l3 = L3::kIpv6;
+    v->reach = Reach::kAddresses;
     const uint16_t payload = LoadBe16(ip + 4);
     if (off + kIpv6HeaderLen + payload > len) return ParseError::kIpv6PayloadTooLong;
     v->l3 = L3::kIpv6;
@@ -128,13 +138,15 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
       l4 = static_cast<uint16_t>(l4 + ext_len);
     }
   } else {
-    return ParseError::kOk;  // ARP, LLDP, ...: not ours to judge
+    v->reach = Reach::kNotIp;
+    return deferred;  // ARP, LLDP, ...: not ours to judge
   }
   v->l4_proto = proto;
   v->l4_offset = l4;
-  if (proto != kIpProtoTcp || v->is_fragment) return ParseError::kOk;
+  if (proto != kIpProtoTcp || v->is_fragment) return deferred;
 
   if (l4 + kTcpHeaderLen > v->l3_end) return ParseError::kTruncatedTcp;
+  v->reach = Reach::kPorts;
   const uint8_t* tcp = frame + l4;
   const uint16_t doff = static_cast<uint16_t>((tcp[12] >> 4) * 4);
   if (doff < kTcpHeaderLen) return ParseError::kTcpDataOffsetTooSmall;
@@ -143,6 +155,7 @@ ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* v) {
     const ParseError e = ParseTcpOptions(tcp, doff, &v->opts);
     if (e != ParseError::kOk) return e;
   }
+  if (deferred != ParseError::kOk) return deferred;  // never claims TCP
   v->is_tcp = true;
   v->tcp_header_len = doff;
   v->payload_offset = static_cast<uint16_t>(l4 + doff);
@@ -182,6 +195,26 @@ void FillIpv4HeaderChecksum(PacketView& v) {
 }
 
 void FillTcpChecksum(PacketView& v) { StoreBe16(v.tcp() + 16, ComputeTcpChecksum(v)); }
+
+uint8_t IpEcn(const PacketView& v) {
+  const uint8_t* ip = v.ip();
+  // IPv6: version(4) | traffic class(8) | flow label(20); the class's low
+  // two bits are bits 5..4 of the second byte.
+  return static_cast<uint8_t>(v.ipv6() ? (ip[1] >> 4) & 3 : ip[1] & 3);
+}
+
+void ClearIpEcn(PacketView& v) {
+  uint8_t* ip = v.ip();
+  if (v.ipv6()) {
+    ip[1] = static_cast<uint8_t>(ip[1] & ~0x30);
+    return;
+  }
+  const uint16_t old_word = LoadBe16(ip);
+  const uint16_t new_word = static_cast<uint16_t>(old_word & ~0x0003);
+  if (old_word == new_word) return;
+  StoreBe16(ip, new_word);
+  StoreBe16(ip + 10, ChecksumUpdate16(LoadBe16(ip + 10), old_word, new_word));
+}
 
 void FillIpLength(PacketView& v) {
   if (v.ipv6()) {

@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "moat/net/builder.h"
+#include "moat/net/tcp_options.h"
 #include "moat/proxy/engine.h"
 
 namespace moat::proxy {
@@ -101,9 +102,104 @@ Verdict Engine::Rst(Flow* f, Side in, PacketView& v, uint64_t now_ns) {
   stats_.Inc(Counter::k_rst_in_window);
   if (f->state != FlowState::kTimeWait) {
     f->state = FlowState::kRstPending;
+    f->rst_to = Other(in);
+    f->rst_probes = 0;
     ArmIdle(f, now_ns);
   }
   return Verdict::kForward;
+}
+
+// Confirming an in-window RST. The receiver answers a blind one with a
+// challenge ACK (RFC 5961 §3.2), which withdraws it here, but endpoints
+// rate-limit those (Linux: one per socket per tcp_invalid_ratelimit, 500
+// ms): a second blind RST 100 ms after the first draws nothing, and silence
+// alone would make moat forget a connection both ends still hold. So after
+// silence moat asks the receiver itself, with a keep-alive (RFC 9293
+// §3.8.4, RFC 1122 §4.2.3.6): an ACK one below what the receiver last
+// acknowledged and acking what it sent, in its own numbers. Being below
+// its window, it must be answered with an ACK (RFC 9293 §3.10.7.4), from
+// the same rate limit, which is why the probes are spaced at least
+// kMinRstProbeIntervalMs. A receiver that did take the RST (a stack that
+// accepts any in-window RST) has no connection and answers
+// <SEQ=SEG.ACK><CTL=RST>, the sender's exact next sequence number, which
+// Rst() takes as an exact match. With timestamps the probe carries the
+// latest TSval and echo moat saw (a segment without them may be dropped
+// silently, RFC 7323 §3.2; an older TSval still draws an ACK, §5.3 R1).
+
+namespace {
+constexpr uint8_t kRstProbes = 2;  // one may be lost
+constexpr uint64_t kMinRstProbeIntervalMs = 1000;
+}  // namespace
+
+uint64_t Engine::RstProbeIntervalNs() const {
+  return std::max<uint64_t>(config_.time_wait_ms, kMinRstProbeIntervalMs) * kNsPerMs;
+}
+
+bool Engine::SendRstProbe(const Flow* f, Output* out) {
+  const Side to = f->rst_to;
+  const HalfFlow& e = f->of(to);         // the probed end
+  const HalfFlow& p = f->of(Other(to));  // the end moat speaks for
+  constexpr uint8_t kKnown = kHalfAckSeen | kHalfSeqSeen;
+  if ((e.bits & kKnown) != kKnown || !p.Has(kHalfAckSeen)) return false;
+  net::TcpFrameSpec s;
+  FillFromFlow(f, to, &s);
+  const bool to_server = to == Side::kServer;
+  // Client-leg numbers: the client's own, or moat's towards the client.
+  s.seq = e.ack.value() - 1;
+  s.ack = (to_server ? e.next - f->delta : e.next).value();
+  s.flags = kTcpAck;
+  // The window the speaking end last advertised, as Translate would pass it.
+  if (f->passthrough()) {
+    s.window = p.raw_window;
+  } else if (to_server) {
+    s.window = p.Has(kHalfWscale) && !e.Has(kHalfWscale)
+                   ? internal::Rescale(p.raw_window, p.wscale, 0)
+                   : p.raw_window;
+  } else {
+    const int to_shift = e.Has(kHalfWscale) ? f->our_wscale : 0;
+    s.window = internal::Rescale(p.raw_window, internal::WindowShift(f, Side::kServer), to_shift);
+  }
+  uint8_t options[12];
+  if (!f->passthrough() && f->client_ts && f->backend_ts) {
+    net::TcpOptionWriter w(options, sizeof(options));
+    if (to_server) {
+      w.Nop().Nop().Timestamps(f->client_tsval, f->backend_tsval);
+    } else {
+      w.Nop().Nop().Timestamps(f->backend_tsval + f->ts_delta, f->client_tsval);
+    }
+    s.options = options;
+    s.options_len = static_cast<uint8_t>(w.Finish());
+  }
+  return Emit(out, to, s);
+}
+
+// The probed end's pure ACK while a probe is out: its answer. It withdraws
+// the RST and stays with moat (the other end never sent a probe).
+bool Engine::AnswersRstProbe(const Flow* f, Side in, SegmentKind kind, const PacketView& v) const {
+  return f->state == FlowState::kRstPending && f->rst_probes != 0 && in == f->rst_to &&
+         kind == SegmentKind::kAck && v.payload_len == 0;
+}
+
+Verdict Engine::RstProbeAnswered(Flow* f, Side in, const PacketView& v, uint64_t now_ns) {
+  Track(f, in, v);
+  f->last_seen_ns = now_ns;
+  Settle(f, FlowState::kRstPending, now_ns);
+  stats_.Inc(Counter::k_rst_probe_answered);
+  return Verdict::kConsumed;
+}
+
+// Once moat forgets a flow every later segment of it is dropped (a bad
+// cookie, or no flow on the server side), so both ends would hang until
+// their own timeouts. Reset them, each at the exact sequence number it
+// last acknowledged (RFC 5961 §3.2). False when the numbers are unknown.
+bool Engine::ResetBothEnds(const Flow* f, Output* out) {
+  const HalfFlow& c = f->of(Side::kClient);
+  const HalfFlow& s = f->of(Side::kServer);
+  constexpr uint8_t kKnown = kHalfAckSeen | kHalfSeqSeen;
+  if ((c.bits & kKnown) != kKnown || (s.bits & kKnown) != kKnown) return false;
+  SendRst(f, Side::kClient, c.ack, c.next, true, out);
+  SendRst(f, Side::kServer, s.ack, s.next - f->delta, true, out);
+  return true;
 }
 
 // A SYN for a tuple whose flow lingers in TIME_WAIT: the old connection is
@@ -134,7 +230,7 @@ bool Engine::SendRst(const Flow* f, Side to, SeqNum seq, SeqNum ack, bool with_a
 uint64_t Engine::IdleTimeoutNs(const Flow* f) const {
   switch (f->state) {
     case FlowState::kRstPending:
-      return static_cast<uint64_t>(config_.time_wait_ms) * kNsPerMs;
+      return RstProbeIntervalNs();
     // A backend-opened flow whose handshake has not completed is as cheap
     // to fake as a half-closed one: it gets the shorter timeout too.
     case FlowState::kSynSent:
@@ -194,7 +290,18 @@ void Engine::OnTimer(uint32_t id, uint64_t now_ns, Output* out) {
       RemoveFlow(f);
       return;
     case FlowState::kRstPending:
-      // An in-window RST and silence since: the receiver took it.
+      // An in-window RST and silence since (any segment would have
+      // withdrawn it): ask the receiver, a bounded number of times.
+      if (f->rst_probes < kRstProbes && SendRstProbe(f, out)) {
+        ++f->rst_probes;
+        stats_.Inc(Counter::k_rst_probe_sent);
+        wheel_->Schedule(id, now_ns + RstProbeIntervalNs());
+        return;
+      }
+      // No answer: the receiver is gone or unreachable. Forget the flow,
+      // resetting both ends so that neither hangs on it.
+      stats_.Inc(Counter::k_rst_probe_unanswered);
+      ResetBothEnds(f, out);
       RemoveFlow(f);
       return;
     case FlowState::kEstablished:
@@ -210,18 +317,7 @@ void Engine::OnTimer(uint32_t id, uint64_t now_ns, Output* out) {
     return;
   }
   stats_.Inc(Counter::k_flows_expired);
-  const HalfFlow& c = f->of(Side::kClient);
-  const HalfFlow& s = f->of(Side::kServer);
-  constexpr uint8_t kKnown = kHalfAckSeen | kHalfSeqSeen;
-  if ((c.bits & kKnown) == kKnown && (s.bits & kKnown) == kKnown) {
-    // Once moat forgets a flow, every later segment of it is dropped (a bad
-    // cookie, or no flow on the server side), so both ends would hang
-    // until their own timeouts. Reset them, each at the exact sequence
-    // number it last acknowledged (RFC 5961 §3.2).
-    SendRst(f, Side::kClient, c.ack, c.next, true, out);
-    SendRst(f, Side::kServer, s.ack, s.next - f->delta, true, out);
-    stats_.Inc(Counter::k_idle_rst_sent);
-  }
+  if (ResetBothEnds(f, out)) stats_.Inc(Counter::k_idle_rst_sent);
   RemoveFlow(f);
 }
 

@@ -149,8 +149,15 @@ uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens,
 
 Verdict Engine::Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out) {
   if (p->err != net::ParseError::kOk) {
-    // Malformed at some layer: nothing can be trusted, not even whether it
-    // is ours. A router would drop it too.
+    // Malformed at some layer. A bump in the wire passes on, byte for byte,
+    // whatever it does not protect (stacked VLANs, long extension chains,
+    // options it cannot read on other services): judging those is the
+    // endpoints' business. Only what could reach a protected service, or
+    // cannot be attributed at all, is dropped.
+    if (!MayConcernService(in, p->v)) {
+      stats_.Inc(Counter::k_bridged_unparsed);
+      return Verdict::kForward;
+    }
     stats_.IncParse(p->err);
     return Verdict::kDrop;
   }
@@ -194,6 +201,28 @@ Verdict Engine::Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output*
   return Spliced(f, in, p, frame, now_ns, out);
 }
 
+// For a frame that did not parse: could it reach (or come from) a protected
+// service? Decided on what the parser got to (net::Reach): the service
+// (address and port) when the TCP header was there, the address when only
+// the IP header was (it may hide TCP to a protected port), and yes when
+// not even that: such a frame cannot be attributed, so it is not passed.
+bool Engine::MayConcernService(Side in, const PacketView& v) const {
+  const bool client_side = in == Side::kClient;
+  switch (v.reach) {
+    case net::Reach::kNone:
+      return true;
+    case net::Reach::kNotIp:
+      return false;  // nothing moat protects is reached without IP
+    case net::Reach::kAddresses:
+      return config_.services.MatchesAddress(v.addr_len(),
+                                             client_side ? v.dst_addr() : v.src_addr());
+    case net::Reach::kPorts:
+      return client_side ? config_.services.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
+                         : config_.services.Matches(v.addr_len(), v.src_addr(), v.src_port());
+  }
+  return true;
+}
+
 // A segment of a cookie flow.
 Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns,
                         Output* out) {
@@ -216,6 +245,7 @@ Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_n
     case FlowState::kRstPending:
       break;
   }
+  if (AnswersRstProbe(f, in, kind, v)) return RstProbeAnswered(f, in, v, now_ns);
   // Synchronized: the same rules in every state from here on.
   switch (kind) {
     case SegmentKind::kSyn:

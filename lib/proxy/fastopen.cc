@@ -190,7 +190,8 @@ bool Engine::FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, O
   d.payload = v.payload();
   d.payload_len = data_len;
   const size_t dn = net::BuildTcpFrame(seg, sizeof(seg), d);
-  if (dn != 0 && held_->Hold(f, seg, static_cast<uint16_t>(dn))) {
+  if (dn != 0 &&
+      held_->Hold(f, seg, static_cast<uint16_t>(dn), SeqNum(client_isn + 1), data_len)) {
     stats_.Inc(Counter::k_held_segments);
   } else {
     stats_.Inc(Counter::k_output_overflow);  // cannot happen: room checked above

@@ -129,11 +129,18 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   const bool ts = opts.has_timestamps && config_.timestamps;
   // Only an echo that agrees with the MAC-protected ISN bits is applied, so
   // a mangled TSecr cannot override them (cookie.h).
-  if (ts) cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
+  bool echo = false;
+  if (ts) {
+    echo = cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
+    if (!echo) stats_.Inc(Counter::k_ts_echo_mismatch);
+  }
   // The SYN cache's entry, when there is one, has what the cookie rounded
   // or could not carry; the cookie has proved the ACK either way.
   uint8_t our_wscale;
-  TakeCacheEntry(p, client_isn, &syn, &our_wscale);
+  const bool exact = TakeCacheEntry(p, client_isn, &syn, &our_wscale);
+  // Without the entry, what the SYN-ACK offered follows from the shift the
+  // cookie (or its echo) restored, as Answer() chose it.
+  if (!exact) our_wscale = internal::ShiftToClient(syn.wscale, config_.wscale);
 
   Flow* f = table_->Insert(p->key, p->hash);
   if (f == nullptr) {
@@ -170,6 +177,11 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   }
   f->sack = syn.sack;
   f->ecn = syn.ecn;
+  // ECN rides in the echo or the SYN-cache entry. Without either moat
+  // cannot tell whether its SYN-ACK agreed to ECN, so the backend is not
+  // asked for it, and the client's segments must not claim it (as for a
+  // refusing backend).
+  f->ecn_clear = !echo && !exact && config_.ecn;
   if (ts) {
     f->client_ts = true;
     f->ts_ours = opts.tsecr;
@@ -189,7 +201,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
 
   Verdict verdict = Verdict::kConsumed;
   if (v.payload_len != 0 || p->kind == SegmentKind::kFin) {
-    if (held_->Hold(f, v.frame, v.frame_len)) {
+    if (held_->Hold(f, v.frame, v.frame_len, v.seq(), v.seg_len())) {
       stats_.Inc(Counter::k_held_segments);
     } else {
       // The flow stands; the data is lost and the client retransmits it.
@@ -248,8 +260,12 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
   }
   const bool absorb = v.payload_len == 0 && kind != SegmentKind::kFin;
   const bool nothing_held = f->held_count == 0;
-  if (!absorb) {
-    if (!held_->Hold(f, v.frame, v.frame_len)) {
+  // A copy of a segment already held (the client retransmits while the
+  // backend is slow) is absorbed: it must not fill the flow's slots, and
+  // the backend gets the bytes once.
+  const bool duplicate = !absorb && held_->Covers(f, v.seq(), v.seg_len());
+  if (!absorb && !duplicate) {
+    if (!held_->Hold(f, v.frame, v.frame_len, v.seq(), v.seg_len())) {
       // Bounded per flow and per engine; the client retransmits.
       stats_.Inc(Counter::k_drop_held_overflow);
       return Verdict::kDrop;
@@ -269,6 +285,8 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
   if (absorb) {
     // A duplicate of the handshake ACK, or a window update.
     stats_.Inc(Counter::k_handshake_acks_absorbed);
+  } else if (duplicate) {
+    stats_.Inc(Counter::k_held_duplicate);
   }
   return Verdict::kConsumed;
 }
@@ -322,6 +340,13 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     // the backend does not send them; Linux clients cope. Counted so the
     // operator can align the backend's settings with --timestamps.
     stats_.Inc(Counter::k_backend_ts_mismatch);
+  }
+  if (f->ecn && (v.tcp_flags() & (kTcpEce | kTcpCwr)) != kTcpEce) {
+    // RFC 3168 §6.1.1: only a SYN-ACK with ECE and without CWR agrees to
+    // ECN. The client believes it has ECN (moat's SYN-ACK said so), so its
+    // segments must stop claiming it towards this backend (Translate).
+    f->ecn_clear = true;
+    stats_.Inc(Counter::k_backend_ecn_refused);
   }
   if (opts.has_mss && opts.mss < (v.ipv6() ? config_.mss - 20 : config_.mss)) {
     // Clients size segments by the MSS moat advertised; a backend that
@@ -421,6 +446,10 @@ void Engine::ReleaseHeld(Flow* f, Output* out) {
     std::memcpy(buf, data, len);
     PacketView v;
     if (net::ParseFrame(buf, len, &v) == net::ParseError::kOk && v.is_tcp) {
+      if (f->ecn_clear && net::IpEcn(v) == net::kEcnCe) {
+        stats_.Inc(Counter::k_drop_ecn_ce);  // as in Splice
+        return;
+      }
       Translate<Side::kClient>(f, v);
       out->Commit(Side::kServer, len);
       stats_.Inc(Counter::k_held_released);

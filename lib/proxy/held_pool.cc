@@ -27,12 +27,15 @@ HeldPool::~HeldPool() {
   std::free(free_);
 }
 
-bool HeldPool::Hold(Flow* f, const uint8_t* frame, uint16_t len) {
+bool HeldPool::Hold(Flow* f, const uint8_t* frame, uint16_t len, net::SeqNum seq,
+                    uint32_t seg_len) {
   if (f->held_count >= kMaxHeldPerFlow || free_top_ == 0 || len > kMaxFrame) return false;
   const uint32_t slot = free_[--free_top_];
   Slot& s = slots_[slot];
   s.next = kNoHeld;
   s.len = len;
+  s.seq = seq;
+  s.seg_len = seg_len;
   std::memcpy(s.data, frame, len);
   if (f->held_head == kNoHeld) {
     f->held_head = slot;

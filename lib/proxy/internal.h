@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "moat/cookie/cookie.h"
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
@@ -70,6 +71,27 @@ inline uint16_t Rescale(uint16_t w, int from_shift, int to_shift) {
   if (field > 0xffff) field = 0xffff;
   if (field == 0 && w != 0) field = 1;
   return static_cast<uint16_t>(field);
+}
+
+// The window-scale shift moat offers a client whose SYN offered
+// `client_shift` (RFC 7323 §2.2: only to a client that offered one).
+// The exact client shift reaches the third ACK only in the TSval echo; the
+// ISN carries {none, 6, 7, 8}. If the echo is lost (or disagrees with the
+// ISN), a shift below 6 reads as "no scaling": moat then treats the client
+// as not scaling and forwards the backend's windows unscaled, while the
+// client applies whatever shift moat's SYN-ACK offered to every window it
+// receives (RFC 7323 §2.3: fixed for the connection). So for those clients
+// moat offers shift 0 - a valid offer that enables scaling for the
+// client's own windows at factor 1 for moat's (§2.2: "even if its own scale
+// factor is 1 and the exponent 0") - and a lost echo is then harmless:
+// both sides read moat's windows unscaled, and the backend reads the
+// client's (scaled) fields as smaller than they are, which only slows it.
+// With the echo the client keeps its own shift towards the backend; what
+// it costs is a 64 KiB window towards these clients. Shifts of 6 and more
+// survive in the ISN (rounded down, which again only understates the
+// client's window) and get moat's own shift.
+inline uint8_t ShiftToClient(uint8_t client_shift, uint8_t configured) {
+  return client_shift >= cookie::kWscaleCodes[1] ? configured : 0;
 }
 
 // The shift `side` applies to its own window fields. RFC 7323 §2.2:
@@ -155,13 +177,17 @@ inline Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
   // can travel to the ACK in the TSval; otherwise the backend would never
   // hear of it.
   r.cookie.ecn = a.ecn && a.ts;
+  // moat's own shift: --wscale only where the ISN alone restores the
+  // client's offer (a shift of 6 or more). A timestamped client's smaller
+  // shift rides in the echo, and an echo the ACK loses or mangles would
+  // leave the client scaling moat's unscaled windows by up to 2^14; so it,
+  // like an entry-only one (see the top of syn_answer.cc), is offered 0.
+  r.our_wscale = internal::ShiftToClient(a.wscale, config_.wscale);
   if (exact) {
     r.offer_ws = a.wscale != cookie::kNoWindowScale;
-    r.our_wscale = cookie_ws ? config_.wscale : 0;  // see the top of this file
     r.ece = a.ecn;
   } else {
     r.offer_ws = cookie_ws;
-    r.our_wscale = config_.wscale;
     r.ece = r.cookie.ecn;
   }
   return r;

@@ -50,6 +50,7 @@ Verdict Engine::BackendOpens(Parsed* p, uint64_t now_ns) {
 Verdict Engine::Passthrough(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns,
                             Output* out) {
   PacketView& v = p->v;
+  if (AnswersRstProbe(f, in, p->kind, v)) return RstProbeAnswered(f, in, v, now_ns);
   switch (p->kind) {
     case SegmentKind::kSyn:
       // Either end reuses the tuple after the old connection closed.

@@ -13,6 +13,8 @@
 namespace moat::proxy {
 
 using net::kTcpAck;
+using net::kTcpCwr;
+using net::kTcpEce;
 using net::kTcpFin;
 using net::kTcpSyn;
 using net::PacketView;
@@ -43,6 +45,23 @@ void Engine::Translate(Flow* f, PacketView& v) {
         }
       }
     }
+    if (f->ecn_clear) {
+      // The client may believe in ECN; the backend does not use it, so it
+      // would neither echo a CE mark nor care about ECE/CWR. Segments that
+      // claim no ECN capability make routers behind moat drop instead of
+      // mark, and the client hears of congestion by loss (RFC 3168 §6.1.1:
+      // ECT only on connections that negotiated ECN). CE-marked segments
+      // never get here (Splice, ReleaseHeld).
+      const uint8_t flags = v.tcp_flags();
+      const bool ect = net::IpEcn(v) != net::kEcnNotEct;
+      if (flags & (kTcpEce | kTcpCwr)) {
+        // The flags byte is the low half of the header's 13th-14th bytes.
+        const uint16_t word = net::LoadBe16(v.tcp() + 12);
+        w.Set16(12, static_cast<uint16_t>(word & ~(kTcpEce | kTcpCwr)));
+      }
+      if (ect) net::ClearIpEcn(v);
+      if (ect || (flags & (kTcpEce | kTcpCwr))) stats_.Inc(Counter::k_ecn_cleared);
+    }
     const HalfFlow& client = f->of(Side::kClient);
     if (client.Has(kHalfWscale) && !f->of(Side::kServer).Has(kHalfWscale)) {
       // The backend did not agree to scaling, so it reads windows unscaled.
@@ -51,6 +70,7 @@ void Engine::Translate(Flow* f, PacketView& v) {
   } else {
     w.SetSeq(v.seq() + f->delta);
     if (has_options && f->backend_ts && opts.has_timestamps) {
+      f->backend_tsval = opts.tsval;  // for moat's own probes (SendRstProbe)
       w.SetOption32(opts.ts_offset, opts.tsval + f->ts_delta);
     }
     // The client scales the server's window by the shift moat advertised,
@@ -118,6 +138,13 @@ void Engine::Track(Flow* f, Side from, const PacketView& v) {
 
 // An ACK (with data or a FIN, or neither) of a synchronized cookie flow.
 Verdict Engine::Splice(Flow* f, Side in, PacketView& v, uint64_t now_ns) {
+  if (in == Side::kClient && f->ecn_clear && net::IpEcn(v) == net::kEcnCe) {
+    // Congestion on the client's side of moat, marked for a backend that
+    // cannot echo it: as a tunnel egress does with CE on a Not-ECT inner
+    // packet (RFC 6040 §4.2), turn the mark into a loss the client sees.
+    stats_.Inc(Counter::k_drop_ecn_ce);
+    return Verdict::kDrop;
+  }
   const FlowState before = f->state;
   if (in == Side::kClient) {
     Track<Side::kClient>(f, v);

@@ -9,7 +9,8 @@
 // entry is lost (evicted, expired, or the ACK reaches a worker or box that
 // never saw the SYN) and the ACK is served by the cookie alone:
 // - MSS: the cookie's rounded-down value is smaller; always safe.
-// - A shift below 6 without timestamps: the cookie says "no scaling". moat
+// - A shift below 6: without timestamps the cookie says "no scaling", and
+//   with them only the echo says more, which the third ACK may lose. moat
 //   then offers the client window scaling with shift 0 (RFC 7323 §2.2: a
 //   valid offer; the client may scale its own windows while moat's are
 //   unscaled). With the entry the backend hears the exact shift; without

@@ -827,5 +827,114 @@ TEST(PacketView, ReparsingIsIdempotentAndResetsTheView) {
   EXPECT_EQ(v.payload_len, 0);
 }
 
+// RFC 3168 §5: the ECN field is the low two bits of the IPv4 TOS byte and
+// of the IPv6 traffic class; clearing it keeps the DSCP and, for IPv4, a
+// valid header checksum.
+TEST(PacketView, IpEcnReadAndClearedKeepingDscpAndChecksum) {
+  for (bool v6 : {false, true}) {
+    for (uint8_t ecn : {kEcnNotEct, kEcnEct1, kEcnEct0, kEcnCe}) {
+      SCOPED_TRACE(std::to_string(v6) + "/" + std::to_string(ecn));
+      TcpPacket b;
+      if (v6) b.V6("2001:2::1", "2001:2::2");
+      std::vector<uint8_t> f = b.Tos(static_cast<uint8_t>(0xb8 | ecn)).Build();
+      PacketView v;
+      ASSERT_EQ(Parse(f, &v), ParseError::kOk);
+      EXPECT_EQ(IpEcn(v), ecn);
+      ClearIpEcn(v);
+      EXPECT_EQ(IpEcn(v), kEcnNotEct);
+      if (v6) {
+        EXPECT_EQ(LoadBe32(v.ip()) >> 20, 0x6b8u);  // version 6, DSCP EF, Not-ECT
+      } else {
+        EXPECT_EQ(v.ip()[1], 0xb8);
+        EXPECT_TRUE(VerifyIpv4HeaderChecksum(v));
+      }
+      EXPECT_TRUE(VerifyTcpChecksum(v));
+    }
+  }
+}
+
+// What the parser got to, also on errors: the engine passes on malformed
+// frames that concern no protected service, so it must learn the addresses
+// and ports whenever they are there.
+TEST(ParseFrame, ReachSaysWhatIsKnownEvenOnErrors) {
+  const auto third_tag = [](std::vector<uint8_t> f) {
+    const uint8_t tag[4] = {0x81, 0x00, 0x00, 0x03};
+    f.insert(f.begin() + 12, tag, tag + 4);
+    return f;
+  };
+  {
+    SCOPED_TRACE("three VLAN tags, TCP");
+    auto f = third_tag(TcpPacket().Ports(1234, 22).Vlan(1).Vlan(2).Build());
+    PacketView v;
+    EXPECT_EQ(Parse(f, &v), ParseError::kTooManyVlans);
+    EXPECT_EQ(v.reach, Reach::kPorts);
+    EXPECT_FALSE(v.is_tcp);
+    EXPECT_EQ(v.vlan_count, 2);  // the first two are recorded
+    EXPECT_EQ(v.src_port(), 1234);
+    EXPECT_EQ(v.dst_port(), 22);
+    EXPECT_EQ(v.dst_addr()[3], 2);  // 198.18.0.2
+  }
+  {
+    SCOPED_TRACE("three VLAN tags, ARP");
+    auto f = third_tag(TcpPacket().Vlan(1).Vlan(2).Build());
+    StoreBe16(f.data() + 24, kEtherTypeArp);
+    PacketView v;
+    EXPECT_EQ(Parse(f, &v), ParseError::kTooManyVlans);
+    EXPECT_EQ(v.reach, Reach::kNotIp);
+  }
+  {
+    SCOPED_TRACE("bad TCP option");
+    auto f = TcpPacket().Ports(1234, 22).Opt({2, 3, 5, 1}).Build();
+    PacketView v;
+    EXPECT_EQ(Parse(f, &v), ParseError::kTcpOptionBadLength);
+    EXPECT_EQ(v.reach, Reach::kPorts);
+    EXPECT_EQ(v.dst_port(), 22);
+  }
+  {
+    SCOPED_TRACE("IPv4 total length beyond the frame");
+    auto f = TcpPacket().Build();
+    StoreBe16(f.data() + 16, 1400);
+    PacketView v;
+    EXPECT_EQ(Parse(f, &v), ParseError::kIpv4TotalLengthTooLong);
+    EXPECT_EQ(v.reach, Reach::kAddresses);
+    EXPECT_EQ(v.l3, L3::kIpv4);
+    EXPECT_EQ(v.dst_addr()[3], 2);
+  }
+  {
+    SCOPED_TRACE("truncated Ethernet");
+    std::vector<uint8_t> f(10, 0);
+    PacketView v;
+    EXPECT_EQ(Parse(f, &v), ParseError::kTruncatedEthernet);
+    EXPECT_EQ(v.reach, Reach::kNone);
+  }
+  {
+    SCOPED_TRACE("good frames");
+    auto tcp = TcpPacket().Build();
+    PacketView v;
+    ASSERT_EQ(Parse(tcp, &v), ParseError::kOk);
+    EXPECT_EQ(v.reach, Reach::kPorts);
+    auto arp = TcpPacket().Build();
+    StoreBe16(arp.data() + 12, kEtherTypeArp);
+    ASSERT_EQ(Parse(arp, &v), ParseError::kOk);
+    EXPECT_EQ(v.reach, Reach::kNotIp);
+  }
+  // Every row of the error table: an error never reaches further than the
+  // layer it was found in.
+  for (const auto& c : ErrorCases()) {
+    SCOPED_TRACE(c.what);
+    auto f = c.make();
+    PacketView v;
+    const ParseError e = Parse(f, &v);
+    if (e >= ParseError::kTcpDataOffsetTooSmall && e != ParseError::kTooManyVlans) {
+      EXPECT_EQ(v.reach, Reach::kPorts);
+    } else if (e >= ParseError::kIpv4IhlTooSmall && e <= ParseError::kTruncatedTcp &&
+               e != ParseError::kTruncatedIpv6 && e != ParseError::kIpv6BadVersion) {
+      EXPECT_EQ(v.reach, Reach::kAddresses);
+    } else if (e != ParseError::kTooManyVlans) {
+      EXPECT_EQ(v.reach, Reach::kNone) << ParseErrorName(e);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moat::net

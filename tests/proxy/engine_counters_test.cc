@@ -295,9 +295,11 @@ TEST_P(EngineCounterTest, StaleBackendConnectionGetsARst) {
 
 // ---------------------------------------------------------------------------
 // RSTs inside the window but not at the exact sequence number (RFC 5961
-// §3.2): passed on, the flow kept for time_wait_ms unless traffic resumes.
+// §3.2): passed on, the flow kept unless traffic resumes; after silence
+// moat probes the receiver, and only unanswered probes remove the flow
+// (engine_resilience_test.cc: BlindRstTest has the answered cases).
 
-TEST_P(EngineCounterTest, InWindowRstIsPassedOnAndTheFlowRemovedAfterSilence) {
+TEST_P(EngineCounterTest, InWindowRstIsPassedOnAndTheFlowRemovedAfterUnansweredProbes) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   const auto before = h_.Snapshot();
@@ -306,11 +308,23 @@ TEST_P(EngineCounterTest, InWindowRstIsPassedOnAndTheFlowRemovedAfterSilence) {
   ExpectCounterDeltas(before, h_.Snapshot(),
                       {{Counter::k_rst_in_window, 1}, {Counter::k_fwd_client_to_server, 1}});
   EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
+  const auto before_probe = h_.Snapshot();
+  h_.Advance(5 * kSec + kMs);  // time_wait_ms of silence: a probe to the backend
+  ASSERT_EQ(h_.emitted().size(), 1u);
+  EXPECT_EQ(h_.emitted()[0].side, Side::kServer);
+  EXPECT_EQ(h_.emitted()[0].flags(), kTcpAck);
+  ExpectCounterDeltas(before_probe, h_.Snapshot(), {{Counter::k_rst_probe_sent, 1}});
+  h_.Advance(5 * kSec);  // unanswered: a second probe
+  EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
   const auto before_expiry = h_.Snapshot();
-  h_.Advance(5 * kSec + kMs);  // time_wait_ms
-  EXPECT_TRUE(h_.emitted().empty()) << "no RSTs of moat's own";
+  h_.Advance(5 * kSec);  // still unanswered: both ends reset, the flow gone
+  EXPECT_EQ(h_.emitted().size(), 2u);
   ExpectCounterDeltas(before_expiry, h_.Snapshot(),
-                      {{Counter::k_flows_closed, 1}, {Counter::k_flows_active, -1}});
+                      {{Counter::k_rst_probe_unanswered, 1},
+                       {Counter::k_client_rst_sent, 1},
+                       {Counter::k_server_rst_sent, 1},
+                       {Counter::k_flows_closed, 1},
+                       {Counter::k_flows_active, -1}});
   EXPECT_EQ(h_.engine().FindFlow(c.key()), nullptr);
 }
 

@@ -112,6 +112,42 @@ TEST_P(SynCacheTest, BackendSynCarriesTheClientsExactOptions) {
   EXPECT_EQ(fwd.win(), 77);  // the backend agreed to the client's shift 3
 }
 
+// A timestamped client with a small shift: its exact shift rides in the
+// echo and in the entry, but the third ACK may arrive with neither (the
+// echo stripped by a middlebox, the ACK steered to a worker or box that
+// never saw the SYN). What the SYN-ACK offered must hold for that flow
+// too: offering --wscale would make the client scale unscaled windows by
+// 2^7 (issue 11 item 2).
+TEST_P(SynCacheTest, SmallShiftWithTimestampsIsOfferedShiftZeroInCacheMode) {
+  Harness h(CacheConfig());
+  Conn c;
+  c.v6 = v6();
+  c.client_ws = 2;
+  const Seen synack = DoSyn(h, &c);
+  ASSERT_TRUE(synack.opts.has_wscale);
+  EXPECT_EQ(synack.opts.wscale, 0);
+
+  // Neither the entry nor the echo: another engine with the same secret,
+  // and an ACK without timestamps.
+  Harness other(CacheConfig());
+  ASSERT_EQ(other.Send(Side::kClient,
+                       c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(c.client_win)),
+            Verdict::kConsumed);
+  EXPECT_EQ(other.Count(Counter::k_syn_cache_miss), 1u);
+  TcpPacket bsa = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1)
+                      .Flags(kTcpSyn | kTcpAck).Window(65160).Mss(1460).WindowScale(7);
+  ASSERT_EQ(other.Send(Side::kServer, bsa), Verdict::kConsumed);
+  Seen fwd;
+  ASSERT_EQ(other.Send(Side::kServer,
+                       c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(100), &fwd),
+            Verdict::kForward);
+  // The client reads this window with the shift of the SYN-ACK: 0. The
+  // backend offered 100 << 7 bytes, or it was told no scaling: either way
+  // the client must not see more than the backend offered.
+  const uint64_t client_sees = uint64_t{fwd.win()} << synack.opts.wscale;
+  EXPECT_LE(client_sees, uint64_t{100} << 7);
+}
+
 TEST_P(SynCacheTest, RetransmittedSynIsAnsweredFromItsEntry) {
   Harness h(CacheConfig());
   Conn c = OddClient(v6());

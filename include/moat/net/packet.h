@@ -100,12 +100,24 @@ struct TcpOptions {
 
 enum class L3 : uint8_t { kOther, kIpv4, kIpv6 };
 
+// How far ParseFrame got, also when it returned an error: what a caller
+// may still read of a malformed frame to decide whether it concerns it (a
+// bump in the wire passes on whatever it does not protect, malformed or
+// not). Each level includes the ones before it.
+enum class Reach : uint8_t {
+  kNone,       // not through the link layer, or an IP header cut short
+  kNotIp,      // the link layer, every VLAN tag: the frame is not IP
+  kAddresses,  // the IP addresses: l3, ip(), src_addr(), dst_addr()
+  kPorts,      // the TCP header: tcp(), src_port(), dst_port()
+};
+
 struct PacketView {
   uint8_t* frame = nullptr;
   uint16_t frame_len = 0;
   uint8_t vlan_count = 0;
   uint16_t vlan_tci[2] = {};
   uint16_t vlan_tpid[2] = {};
+  Reach reach = Reach::kNone;
   uint16_t ethertype = 0;  // innermost
   L3 l3 = L3::kOther;
   uint16_t l3_offset = 0;
@@ -242,7 +254,24 @@ class TcpRewriter {
 // l3 == kOther; IP that is not TCP, or a fragment, parses with is_tcp false.
 // TCP options are checked for well-formedness too (ParseTcpOptions), so a
 // kOk TCP view never carries a malformed option list.
+// On an error, `reach` says what is still valid. Frames with more than two
+// VLAN tags are walked to the end of their tags (only the first two are
+// recorded) and the rest is parsed, so that kTooManyVlans comes with the
+// addresses and ports when they are there.
 ParseError ParseFrame(uint8_t* frame, uint16_t len, PacketView* out);
+
+// The ECN field (RFC 3168 §5): the low two bits of the IPv4 TOS byte or of
+// the IPv6 traffic class.
+inline constexpr uint8_t kEcnNotEct = 0;
+inline constexpr uint8_t kEcnEct1 = 1;
+inline constexpr uint8_t kEcnEct0 = 2;
+inline constexpr uint8_t kEcnCe = 3;
+// For an IPv4 or IPv6 view.
+uint8_t IpEcn(const PacketView& v);
+// Sets the ECN field to Not-ECT and keeps the DSCP; the IPv4 header
+// checksum is updated incrementally (RFC 1624). IPv6 has no header checksum
+// and the traffic class is not in the TCP pseudo-header.
+void ClearIpEcn(PacketView& v);
 
 bool VerifyIpv4HeaderChecksum(const PacketView& v);
 bool VerifyTcpChecksum(const PacketView& v);

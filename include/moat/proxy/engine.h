@@ -30,13 +30,19 @@
 // Decisions worth knowing (details at each site):
 // - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
 //   receiver's last ack, or the sender's next sequence number) ends the
-//   flow; merely in-window ones are passed on and the flow kept for
-//   time_wait_ms unless traffic resumes (the endpoint's challenge ACK
-//   decides).
+//   flow; merely in-window ones are passed on and the flow kept: traffic
+//   (the endpoint's challenge ACK) withdraws the RST, and after
+//   time_wait_ms of silence moat asks the receiver itself with keep-alive
+//   probes, since endpoints rate-limit challenge ACKs. Only a RST in
+//   answer, or silence after the probes, removes the flow.
 // - Idle expiry resets both ends at their exact sequence numbers: once moat
 //   forgets a flow, none of its segments could pass any more.
 // - Without timestamps a client window-scale shift below 6 is not
-//   negotiated (the cookie cannot encode it without rounding it to "none").
+//   negotiated (the cookie cannot encode it without rounding it to "none");
+//   with timestamps such a client is offered shift 0, so a lost timestamp
+//   echo cannot leave it scaling windows moat forwards unscaled
+//   (internal::ShiftToClient, RFC 7323 §2.2/§2.3). Without the echo, ECN
+//   is assumed promised and cleared towards the backend.
 // - Checksums are verified where a segment can create, answer or end
 //   state (any segment of a flow that is not established, and every SYN,
 //   FIN and RST); spliced data is rewritten incrementally without a full
@@ -45,9 +51,14 @@
 //   reach the backend with the quoted seq in its own space (PMTU
 //   discovery), when they reach the flow's worker: RSS places them by
 //   their outer addresses, so with several queues only by chance.
-// Not handled: a backend that refuses options
-// the client negotiated with moat (timestamps, ECN) is counted
-// (backend_ts_mismatch) but not compensated; option space is never grown.
+// - A backend that refuses ECN the client negotiated with moat is counted
+//   (backend_ecn_refused); the client's segments then stop claiming ECN
+//   towards it (ECT and ECE/CWR cleared, CE-marked ones dropped), so
+//   congestion shows as loss instead of marks nobody echoes (RFC 3168
+//   §6.1.1, RFC 6040 §4.2).
+// Not handled: a backend that refuses timestamps the client negotiated
+// with moat is counted (backend_ts_mismatch) but not compensated; option
+// space is never grown.
 
 #include <cstddef>
 #include <cstdint>
@@ -201,6 +212,7 @@ class Engine {
   // engine.cc: classification and dispatch.
   void Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p);
   Verdict Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
+  bool MayConcernService(Side in, const net::PacketView& v) const;
   Verdict Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_ns, Output* out);
   void RemoveFlow(Flow* f);
 
@@ -267,6 +279,11 @@ class Engine {
   void Settle(Flow* f, FlowState before, uint64_t now_ns);
   bool SendRst(const Flow* f, Side to, net::SeqNum seq, net::SeqNum ack, bool with_ack,
                Output* out);
+  bool SendRstProbe(const Flow* f, Output* out);
+  bool ResetBothEnds(const Flow* f, Output* out);
+  uint64_t RstProbeIntervalNs() const;
+  bool AnswersRstProbe(const Flow* f, Side in, SegmentKind kind, const net::PacketView& v) const;
+  Verdict RstProbeAnswered(Flow* f, Side in, const net::PacketView& v, uint64_t now_ns);
   void OnTimer(uint32_t id, uint64_t now_ns, Output* out);
   void ArmIdle(Flow* f, uint64_t now_ns);
   uint64_t IdleTimeoutNs(const Flow* f) const;

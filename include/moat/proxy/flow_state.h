@@ -43,7 +43,8 @@ enum class FlowState : uint8_t {
   // ACK are still translated (TIME-WAIT, shortened).
   kTimeWait,
   // An in-window but not exact RST was passed on (RFC 5961 §3.2); the
-  // flow stays until it is confirmed by silence or withdrawn by traffic.
+  // flow stays until traffic withdraws it, or until moat has asked the
+  // RST's receiver (keep-alive probes) and heard a RST or nothing.
   kRstPending,
 };
 
@@ -126,7 +127,7 @@ struct Flow {
   uint32_t ts_delta;        // moat's SYN-ACK TSval - the backend's TSval
   uint32_t ts_ours;         // the TSval moat sent (echoed in the client's ACK)
   uint32_t client_tsval;    // latest TSval from the client
-  uint32_t backend_tsval;   // the backend SYN-ACK's TSval (echoed in moat's ACK)
+  uint32_t backend_tsval;   // latest TSval from the backend (its SYN-ACK's first)
   HalfFlow half[2];         // indexed by Side: each end's sending half
   uint32_t held_head;       // first held segment (kNoHeld: none)
   // The window shift moat offered the client in its SYN-ACK (when the
@@ -136,6 +137,14 @@ struct Flow {
   // kFastOpen*: a flow opened by a Fast Open SYN, while and after its
   // backend handshake ran (RFC 7413; lib/proxy/fastopen.cc).
   uint8_t fastopen;
+  // The client may believe ECN is on (RFC 3168 §6.1.1) while the backend
+  // does not use it: its refusal, or a lost timestamp echo that left moat
+  // unsure what it agreed to. Client -> server segments then lose ECT and
+  // ECE/CWR (Translate<kClient>), and CE-marked ones are dropped.
+  bool ecn_clear;
+  // kRstPending: the end that received the RST, and the probes sent to it.
+  Side rst_to;
+  uint8_t rst_probes;
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

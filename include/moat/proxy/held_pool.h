@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "moat/net/seqnum.h"
 #include "moat/proxy/flow_state.h"
 
 namespace moat::proxy {
@@ -28,10 +29,23 @@ class HeldPool {
   HeldPool(const HeldPool&) = delete;
   HeldPool& operator=(const HeldPool&) = delete;
 
-  // Appends a copy of `frame` to f's chain. False (nothing kept) when the
-  // flow already holds kMaxHeldPerFlow, the pool is empty, or the frame is
-  // larger than a slot.
-  bool Hold(Flow* f, const uint8_t* frame, uint16_t len);
+  // Appends a copy of `frame`, a segment occupying [seq, seq + seg_len), to
+  // f's chain. False (nothing kept) when the flow already holds
+  // kMaxHeldPerFlow, the pool is empty, or the frame is larger than a slot.
+  bool Hold(Flow* f, const uint8_t* frame, uint16_t len, net::SeqNum seq, uint32_t seg_len);
+
+  // Whether one of f's held segments already covers [seq, seq + seg_len):
+  // a retransmitted copy (the client's RTO fires while the backend is slow
+  // to answer), which must not take another slot. A copy that adds bytes
+  // is new data.
+  bool Covers(const Flow* f, net::SeqNum seq, uint32_t seg_len) const {
+    const net::SeqNum end = seq.Add(seg_len);
+    for (uint32_t slot = f->held_head; slot != kNoHeld; slot = slots_[slot].next) {
+      const Slot& s = slots_[slot];
+      if (seq.AfterOrEq(s.seq) && end.BeforeOrEq(s.seq.Add(s.seg_len))) return true;
+    }
+    return false;
+  }
 
   // Calls fn(const uint8_t* frame, uint16_t len) for each of f's segments in
   // arrival order, then returns them all to the pool.
@@ -62,6 +76,8 @@ class HeldPool {
   struct Slot {
     uint32_t next;
     uint16_t len;
+    net::SeqNum seq;  // the segment's sequence range, for Covers()
+    uint32_t seg_len;
     uint8_t data[kMaxFrame];
   };
   explicit HeldPool(uint32_t slots) : capacity_(slots) {}

@@ -106,7 +106,25 @@ namespace moat::proxy {
                       "held pool full")                                        \
   X(fastopen_empty, "Fast Open SYNs with a valid cookie and no data")         \
   X(fastopen_syn_again, "retransmitted Fast Open SYNs answered again")        \
-  X(fastopen_pending, "gauge: Fast Open flows waiting for their backend")
+  X(fastopen_pending, "gauge: Fast Open flows waiting for their backend")     \
+  X(held_duplicate, "client retransmissions of a segment already held while "  \
+                    "the backend handshake ran (absorbed)")                    \
+  X(backend_ecn_refused, "backends that refused ECN the client negotiated with " \
+                         "moat (its segments then claim none)")                \
+  X(ecn_cleared, "client segments whose ECT or ECE/CWR moat cleared towards "  \
+                 "a backend without ECN (RFC 3168 6.1.1)")                     \
+  X(drop_ecn_ce, "client segments marked CE towards a backend without ECN: "   \
+                 "dropped so the mark becomes a loss (RFC 6040 4.2)")          \
+  X(ts_echo_mismatch, "cookie ACKs whose TSecr disagreed with the cookie: "    \
+                      "options taken from the ISN alone")                      \
+  X(rst_probe_sent, "keep-alive probes to the receiver of an unconfirmed "     \
+                    "in-window RST (RFC 5961 3)")                              \
+  X(rst_probe_answered, "in-window RSTs withdrawn: the probed end answered "   \
+                        "with an ACK, the flow stays")                         \
+  X(rst_probe_unanswered, "flows removed after unanswered RST probes (both ends " \
+                          "reset)")                                            \
+  X(bridged_unparsed, "frames moat could not parse, for no protected service: " \
+                      "bridged unchanged")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
