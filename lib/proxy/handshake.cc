@@ -44,6 +44,8 @@ Verdict Engine::ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* ou
 
 Verdict Engine::AnswerSyn(PacketView& v, Frame frame, uint64_t now_ns, Output* out) {
   stats_.Inc(Counter::k_syn_received);
+  // Deny list and anti-reflection rate limit (rate_limit.cc).
+  if (!AdmitSyn(v, now_ns)) return Verdict::kDrop;
   const net::TcpOptions& opts = v.opts;
   if (v.payload_len != 0 || opts.has_fastopen) {
     // RFC 7413 §3: a server that does not accept the Fast Open cookie

@@ -77,7 +77,14 @@ namespace moat::proxy {
   X(rst_in_window, "in-window RSTs passed on; flow kept until confirmed")      \
   X(flows_time_wait, "flows closed both ways, lingering in TIME_WAIT")         \
   X(time_wait_reuse, "client SYNs that replaced a flow in TIME_WAIT")          \
-  X(idle_rst_sent, "idle-expired flows reset towards both ends")
+  X(idle_rst_sent, "idle-expired flows reset towards both ends")               \
+  /* Operations: anti-reflection and reload */                                 \
+  X(drop_synack_rate, "client SYNs over --synack_rate for their source "       \
+                      "prefix (not answered)")                                 \
+  X(drop_denied, "client SYNs from a --deny prefix (not answered)")            \
+  X(config_reloads, "new configurations (reloads) this worker applied")        \
+  X(services_retired, "gauge: services removed by a reload whose flows are "  \
+                      "still looked up")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
