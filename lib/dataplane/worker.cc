@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "absl/strings/str_format.h"
+#include "moat/dataplane/reload.h"
 
 namespace moat::dataplane {
 
@@ -212,6 +213,8 @@ void Worker::Run(const volatile bool* stop) {
   uint64_t last_tick = last_drain;
   uint32_t idle_rounds = 0;
   while (!*stop) {
+    // A reload takes effect here, between two rounds of bursts.
+    if (channel_ != nullptr) channel_->PickUp(index_, engine_.get());
     const uint64_t now_ns = RealtimeNs();
     const uint16_t n = Poll(Side::kClient, now_ns) + Poll(Side::kServer, now_ns);
     const uint64_t tsc = rte_rdtsc();

@@ -18,6 +18,8 @@ struct rte_eth_dev_tx_buffer;
 
 namespace moat::dataplane {
 
+class ConfigChannel;
+
 // Counters for what happens between the ports and the engine. X(name, help).
 #define MOAT_DATAPLANE_COUNTERS(X)                                              \
   X(rx_frames, "frames received from both ports")                               \
@@ -78,6 +80,10 @@ class Worker {
   // The lcore loop; returns when *stop becomes true, after flushing.
   void Run(const volatile bool* stop);
 
+  // Where reloads come from (reload.h): checked once per poll round. Set
+  // before Run().
+  void set_config_channel(ConfigChannel* channel) { channel_ = channel; }
+
   unsigned index() const { return index_; }
   uint16_t queue() const { return queue_; }
   const proxy::WorkerStats& engine_stats() const { return engine_->stats(); }
@@ -105,6 +111,7 @@ class Worker {
   rte_eth_dev_tx_buffer* txb_[2] = {nullptr, nullptr};
   uint64_t tx_dropped_[2] = {0, 0};  // updated by the TX buffer error callback
   std::unique_ptr<proxy::Output> out_;
+  ConfigChannel* channel_ = nullptr;
   DataplaneStats stats_;
 };
 
