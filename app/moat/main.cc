@@ -479,7 +479,10 @@ class Reloader {
       if (IsMoatFlag(f)) gflags::SetCommandLineOption(f.name.c_str(), f.default_value.c_str());
     }
     for (size_t i = 0; i < args_.size(); ++i) {
-      const std::string& a = args_[i];
+      std::string a = args_[i];
+      if ((a == "--flagfile" || a == "-flagfile") && i + 1 < args_.size()) {
+        a = "--flagfile=" + args_[++i];  // gflags' `--flagfile FILE`
+      }
       const size_t at = a.find_first_not_of('-');
       if (at != std::string::npos && a.compare(at, 9, "flagfile=") == 0) {
         const std::string list = a.substr(at + 9);

@@ -104,6 +104,9 @@ void Engine::Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p) {
   p->hash = table_->HashWords(k.w[0], k.w[1], k.w[2], k.w[3], k.w[4]);
   k.StoreTo(&p->key);
   table_->Prefetch(p->hash);
+  if (p->kind == SegmentKind::kSyn && in == Side::kClient && limiter_->enabled()) {
+    limiter_->Prefetch(v.addr_len(), v.src_addr());  // AdmitSyn's bucket
+  }
 }
 
 Verdict Engine::Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity,
