@@ -94,7 +94,7 @@ lab_moat_start --flagfile="$LAB_DIR/moat.flags"
 
 # --- 1. the limit ---
 flood_phase "limit N=$N"
-[ "$legit_ok" -eq "$legit_total" ] && [ "$legit_total" -ge 20 ] ||
+{ [ "$legit_ok" -eq "$legit_total" ] && [ "$legit_total" -ge 20 ]; } ||
   lab_fail "legit client served $legit_ok/$legit_total during the flood (expected all, >= 20)"
 [ "$d_syn" -ge $((4 * N * secs)) ] ||
   lab_fail "flood only $d_syn SYNs in ${secs}s: not enough above N=$N to test the limit"
@@ -116,7 +116,7 @@ kill -HUP "$LAB_MOAT_PID"
 wait_for "reload with --deny applied" 10 test "$(c config_generation_applied)" -ge 2
 flood_phase "deny"
 [ "$legit_ok" -eq "$legit_total" ] || lab_fail "legit client served $legit_ok/$legit_total under --deny"
-[ "$d_flood_synack" -le 0 ] && [ "$captured" -eq 0 ] ||
+{ [ "$d_flood_synack" -le 0 ] && [ "$captured" -eq 0 ]; } ||
   lab_fail "--deny: $d_flood_synack SYN-ACKs ($captured captured) went to the denied /24"
 [ "$d_denied" -ge $((d_syn - legit_total - 5)) ] || lab_fail "drop_denied=$d_denied of $d_syn SYNs"
 

@@ -71,7 +71,7 @@ probe() {
 
 # --- 1. add port 8080 (SIGHUP) ---
 read -r code synacks _ < <(probe)
-[ "$code" = 200 ] && [ "$synacks" = 0 ] || lab_fail "before: 8080 answered $code with $synacks SYN-ACKs from moat"
+{ [ "$code" = 200 ] && [ "$synacks" = 0 ]; } || lab_fail "before: 8080 answered $code with $synacks SYN-ACKs from moat"
 flags "$LAB_SERVER4:80,$LAB_SERVER4:8080"
 kill -HUP "$LAB_MOAT_PID"
 wait_for "reload 1 (add :8080) applied" 10 at_least config_generation_applied 2
@@ -79,7 +79,7 @@ wait_for "reload 1 (add :8080) applied" 10 at_least config_generation_applied 2
 grep -q "reload: generation 2 applied by every worker: --protect=$LAB_SERVER4:80,$LAB_SERVER4:8080" \
   "$LAB_DIR/moat.log" || lab_fail "reload 1 not logged: $(grep reload "$LAB_DIR/moat.log")"
 read -r code synacks _ < <(probe)
-[ "$code" = 200 ] && [ "$synacks" -ge 1 ] || lab_fail "after adding 8080: answered $code, moat sent $synacks SYN-ACKs"
+{ [ "$code" = 200 ] && [ "$synacks" -ge 1 ]; } || lab_fail "after adding 8080: answered $code, moat sent $synacks SYN-ACKs"
 echo "reload 1 (SIGHUP, add :8080): generation 2; new connections to 8080 answered by moat"
 download B 8080
 wait_for "download B under way" 10 test -s "$LAB_DIR/B.out"
@@ -89,12 +89,12 @@ flags "$LAB_SERVER4:80,$LAB_SERVER4:8080,bogus"
 answer=$(telemetry_reload)
 echo "$answer" | grep -q '"result": "failed"' || lab_fail "/moat/reload of a broken file: $answer"
 alive
-[ "$(c reload_failed)" = 1 ] && [ "$(c config_generation)" = 2 ] ||
+{ [ "$(c reload_failed)" = 1 ] && [ "$(c config_generation)" = 2 ]; } ||
   lab_fail "broken file: reload_failed=$(c reload_failed) generation=$(c config_generation)"
 grep -q "reload failed, running configuration unchanged: --protect: 'bogus'" "$LAB_DIR/moat.log" ||
   lab_fail "broken file not logged in one line: $(grep reload "$LAB_DIR/moat.log")"
 read -r code synacks _ < <(probe)
-[ "$code" = 200 ] && [ "$synacks" -ge 1 ] || lab_fail "after the broken file: 8080 answered $code, $synacks SYN-ACKs"
+{ [ "$code" = 200 ] && [ "$synacks" -ge 1 ]; } || lab_fail "after the broken file: 8080 answered $code, $synacks SYN-ACKs"
 echo "reload 2 (/moat/reload, broken file): refused, reload_failed=1, 8080 still protected"
 
 # --- 3. a flag that cannot change at run time (SIGHUP) ---
@@ -106,7 +106,7 @@ alive
 grep -q "reload failed, running configuration unchanged: --flow_capacity cannot change at run time" \
   "$LAB_DIR/moat.log" || lab_fail "refused flag not logged: $(grep reload "$LAB_DIR/moat.log")"
 read -r code synacks _ < <(probe)
-[ "$code" = 200 ] && [ "$synacks" -ge 1 ] || lab_fail "after the refused reload: 8080 answered $code, $synacks SYN-ACKs"
+{ [ "$code" = 200 ] && [ "$synacks" -ge 1 ]; } || lab_fail "after the refused reload: 8080 answered $code, $synacks SYN-ACKs"
 echo "reload 3 (SIGHUP, --flow_capacity changed): refused, reload_failed=2, nothing changed"
 
 # --- 4. remove port 8080 while download B runs on it (telemetry) ---
@@ -114,14 +114,14 @@ kill -0 "$PID_B" 2>/dev/null || lab_fail "download B finished before reload 4: r
 flags "$LAB_SERVER4:80"
 answer=$(telemetry_reload)
 echo "$answer" | grep -q '"result": "ok"' || lab_fail "/moat/reload: $answer"
-[ "$(c config_generation_applied)" = 3 ] && [ "$(c reload_ok)" = 2 ] ||
+{ [ "$(c config_generation_applied)" = 3 ] && [ "$(c reload_ok)" = 2 ]; } ||
   lab_fail "reload 4: generation $(c config_generation_applied), reload_ok $(c reload_ok)"
 [ "$(c services_retired)" = 1 ] || lab_fail "services_retired=$(c services_retired), expected 1"
 read -r code synacks bridged < <(probe)
-[ "$code" = 200 ] && [ "$synacks" = 0 ] && [ "$bridged" -ge 4 ] ||
+{ [ "$code" = 200 ] && [ "$synacks" = 0 ] && [ "$bridged" -ge 4 ]; } ||
   lab_fail "after removing 8080: answered $code, $synacks SYN-ACKs from moat, $bridged bridged"
 echo "reload 4 (/moat/reload, remove :8080): generation 3; new connections to 8080 bridged ($bridged frames), no SYN-ACK from moat"
-kill -0 "$PID_A" 2>/dev/null && kill -0 "$PID_B" 2>/dev/null ||
+{ kill -0 "$PID_A" 2>/dev/null && kill -0 "$PID_B" 2>/dev/null; } ||
   lab_fail "a download ended before the last reload: raise SIZE_MB"
 
 # --- both downloads complete, byte for byte ---
@@ -132,7 +132,7 @@ for d in A B; do
   got=$(sha256sum "$LAB_DIR/$d.out" | cut -d' ' -f1)
   [ "$got" = "$want" ] || lab_fail "download $d: sha256 $got, expected $want"
 done
-[ "$(c client_rst_sent)" = 0 ] && [ "$(c server_rst_sent)" = 0 ] ||
+{ [ "$(c client_rst_sent)" = 0 ] && [ "$(c server_rst_sent)" = 0 ]; } ||
   lab_fail "moat reset flows: client_rst_sent=$(c client_rst_sent) server_rst_sent=$(c server_rst_sent)"
 lab_moat_stop
 echo "PASS: two ${SIZE_MB} MiB downloads (sha256 ok) survived 4 reloads (2 applied, 2 refused); the one on the removed port to its end"
