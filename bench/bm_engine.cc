@@ -31,18 +31,17 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "bench/segment.h"
 #include "benchmark/benchmark.h"
-#include "moat/net/builder.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
+#include "testing/packet_builder.h"
 
 namespace moat::proxy {
 namespace {
 
-using net::TcpOptionWriter;
+using moat::testing::TcpPacket;
 
 constexpr int kBurst = 32;
 constexpr uint16_t kPayload = 64;
@@ -111,10 +110,8 @@ class Traffic {
   // cookie and moat's TSval for the ACKs.
   Frame Syn(uint32_t i) const {
     const Conn& c = conns_[i];
-    uint8_t o[40];
-    TcpOptionWriter w(o, 40);
-    w.Mss(1460).SackPermitted().Timestamps(1000 + i, 0).Nop().WindowScale(7);
-    return Build(true, c, c.cisn, 0, net::kTcpSyn, o, static_cast<uint8_t>(w.Finish()), 0);
+    return Build(Segment(true, c).Seq(c.cisn).Ack(0).Flags(net::kTcpSyn)
+                     .Mss(1460).SackPermitted().Timestamps(1000 + i, 0).Nop().WindowScale(7));
   }
   void Answer(Engine* oracle) {
     for (uint32_t i = 0; i < size(); ++i) {
@@ -135,11 +132,8 @@ class Traffic {
   // moat's TSval, which carries the option bits.
   Frame Ack(uint32_t i) const {
     const Conn& c = conns_[i];
-    uint8_t o[40];
-    TcpOptionWriter w(o, 40);
-    w.Nop().Nop().Timestamps(c.client_tsval, c.moat_tsval);
-    return Build(true, c, c.cisn + 1, c.cookie + 1, net::kTcpAck, o,
-                 static_cast<uint8_t>(w.Finish()), 0);
+    return Build(Segment(true, c).Seq(c.cisn + 1).Ack(c.cookie + 1).Flags(net::kTcpAck)
+                     .Nop().Nop().Timestamps(c.client_tsval, c.moat_tsval));
   }
   // The same ACK with a cookie off by one bit: what a flood of guesses is.
   Frame BadAck(uint32_t i) const {
@@ -152,46 +146,45 @@ class Traffic {
   }
   Frame BackendSynAck(uint32_t i) const {
     const Conn& c = conns_[i];
-    uint8_t o[40];
-    TcpOptionWriter w(o, 40);
-    w.Mss(1460).SackPermitted().Timestamps(5000, c.client_tsval).Nop().WindowScale(7);
-    return Build(false, c, c.sisn, c.cisn + 1, net::kTcpSyn | net::kTcpAck, o,
-                 static_cast<uint8_t>(w.Finish()), 0);
+    return Build(Segment(false, c).Seq(c.sisn).Ack(c.cisn + 1).Flags(net::kTcpSyn | net::kTcpAck)
+                     .Mss(1460).SackPermitted().Timestamps(5000, c.client_tsval).Nop()
+                     .WindowScale(7));
   }
   // Client data with timestamps and a SACK block for server data (RFC
   // 2018), in moat's sequence space as the client sees it.
   Frame ClientData(uint32_t i) const {
     const Conn& c = conns_[i];
-    uint8_t o[40];
-    TcpOptionWriter w(o, 40);
-    const uint32_t edges[2] = {c.cookie + 1 + 2 * kPayload, c.cookie + 1 + 3 * kPayload};
-    w.Nop().Nop().Timestamps(c.client_tsval + 1, c.moat_tsval).Nop().Nop().SackBlocks(edges, 1);
-    return Build(true, c, c.cisn + 1, c.cookie + 1, net::kTcpAck | net::kTcpPsh, o,
-                 static_cast<uint8_t>(w.Finish()), kPayload);
+    return Build(Segment(true, c).Seq(c.cisn + 1).Ack(c.cookie + 1)
+                     .Flags(net::kTcpAck | net::kTcpPsh)
+                     .Nop().Nop().Timestamps(c.client_tsval + 1, c.moat_tsval)
+                     .Nop().Nop().SackBlocks({c.cookie + 1 + 2 * kPayload,
+                                              c.cookie + 1 + 3 * kPayload})
+                     .PayloadFill(kPayload, 0));
   }
   Frame ServerData(uint32_t i) const {
     const Conn& c = conns_[i];
-    uint8_t o[40];
-    TcpOptionWriter w(o, 40);
-    const uint32_t edges[2] = {c.cisn + 1 + 2 * kPayload, c.cisn + 1 + 3 * kPayload};
-    w.Nop().Nop().Timestamps(5001, c.client_tsval).Nop().Nop().SackBlocks(edges, 1);
-    return Build(false, c, c.sisn + 1, c.cisn + 1, net::kTcpAck | net::kTcpPsh, o,
-                 static_cast<uint8_t>(w.Finish()), kPayload);
+    return Build(Segment(false, c).Seq(c.sisn + 1).Ack(c.cisn + 1)
+                     .Flags(net::kTcpAck | net::kTcpPsh)
+                     .Nop().Nop().Timestamps(5001, c.client_tsval)
+                     .Nop().Nop().SackBlocks({c.cisn + 1 + 2 * kPayload, c.cisn + 1 + 3 * kPayload})
+                     .PayloadFill(kPayload, 0));
   }
 
  private:
-  Frame Build(bool from_client, const Conn& c, uint32_t seq, uint32_t ack, uint8_t flags,
-              const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) const {
-    moat::bench::Connection conn;
-    conn.client_mac.b[5] = 1;
-    conn.server_mac.b[5] = 2;
-    conn.ipv6 = ipv6_;
-    conn.client = c.client;
-    conn.server = ipv6_ ? kServerV6 : kServerV4;
-    conn.client_port = c.port;
+  // A segment of connection `c` in one direction (MACs ..:01 and ..:02,
+  // server :80, window 502, Linux's in established flows).
+  TcpPacket Segment(bool from_client, const Conn& c) const {
+    moat::testing::Endpoints e = moat::testing::Endpoints::Make(
+        ipv6_, c.client, c.port, ipv6_ ? kServerV6 : kServerV4, 80);
+    e.client_mac = net::MacAddr{{0, 0, 0, 0, 0, 1}};
+    e.server_mac = net::MacAddr{{0, 0, 0, 0, 0, 2}};
+    TcpPacket p = from_client ? e.FromClient() : e.FromServer();
+    p.Window(502);
+    return p;
+  }
+  static Frame Build(const TcpPacket& p) {
     Frame f;
-    f.len = static_cast<uint16_t>(moat::bench::BuildSegment(f.b, kSlot, conn, from_client, seq, ack,
-                                                            flags, opts, opts_len, payload_len));
+    f.len = static_cast<uint16_t>(p.BuildInto(f.b, kSlot));
     if (f.len == 0) std::abort();
     return f;
   }

@@ -21,6 +21,7 @@
 #include "moat/net/checksum.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
+#include "testing/packet_builder.h"
 
 namespace moat::net {
 namespace {
@@ -32,60 +33,39 @@ enum class Kind { kSynV4, kSynV6, kDataV4, kDataV6, kSyn4Vlan };
 
 // Linux-like SYN options (MSS, SACK-permitted, timestamps, window scale),
 // or an established segment's timestamps plus one SACK block.
-uint8_t Options(bool syn, uint32_t r, uint8_t* o) {
-  TcpOptionWriter w(o, 40);
+void Options(bool syn, uint32_t r, moat::testing::TcpPacket& p) {
   if (syn) {
-    w.Mss(1460);
-    w.SackPermitted();
-    w.Timestamps(r, 0);
-    w.Nop();
-    w.WindowScale(7);
+    p.Mss(1460).SackPermitted().Timestamps(r, 0).Nop().WindowScale(7);
   } else {
-    w.Nop();
-    w.Nop();
-    w.Timestamps(r, r ^ 0x5555);
-    w.Nop();
-    w.Nop();
-    const uint32_t edges[2] = {r + 1000, r + 2000};
-    w.SackBlocks(edges, 1);
+    p.Nop().Nop().Timestamps(r, r ^ 0x5555).Nop().Nop().SackBlocks({r + 1000, r + 2000});
   }
-  return static_cast<uint8_t>(w.Finish());
 }
 
 struct Frames {
   alignas(64) uint8_t buf[kBurst][kCap];
   uint16_t len[kBurst];
 
+  // Random addresses, ports and numbers; the rng is drawn in a fixed order
+  // so every run gets the same frames.
   Frames(Kind kind, uint16_t payload_len) {
     std::mt19937 rng(1);
-    static const uint8_t payload[1500] = {};
     for (int i = 0; i < kBurst; ++i) {
       uint8_t src[16], dst[16];
       for (auto& b : src) b = static_cast<uint8_t>(rng());
       for (auto& b : dst) b = static_cast<uint8_t>(rng());
       const bool syn = kind == Kind::kSynV4 || kind == Kind::kSynV6 || kind == Kind::kSyn4Vlan;
-      uint8_t opts[40];
-      TcpFrameSpec s;
-      s.src_mac.b[5] = 1;
-      s.dst_mac.b[5] = 2;
-      s.ipv6 = kind == Kind::kSynV6 || kind == Kind::kDataV6;
-      if (kind == Kind::kSyn4Vlan) {
-        s.vlan_count = 1;
-        s.vlan_tci[0] = 100;
-      }
-      s.src_addr = src;
-      s.dst_addr = dst;
-      s.src_port = static_cast<uint16_t>(rng());
-      s.dst_port = 80;
-      s.seq = rng();
-      s.ack = syn ? 0 : rng();
-      s.flags = syn ? kTcpSyn : (kTcpAck | kTcpPsh);
-      s.window = 502;
-      s.options = opts;
-      s.options_len = Options(syn, rng(), opts);
-      s.payload = payload_len ? payload : nullptr;
-      s.payload_len = payload_len;
-      len[i] = static_cast<uint16_t>(BuildTcpFrame(buf[i], kCap, s));
+      moat::testing::TcpPacket p;
+      p.Macs(MacAddr{{0, 0, 0, 0, 0, 1}}, MacAddr{{0, 0, 0, 0, 0, 2}})
+          .Addresses(kind == Kind::kSynV6 || kind == Kind::kDataV6, src, dst);
+      if (kind == Kind::kSyn4Vlan) p.Vlan(100);
+      const uint16_t src_port = static_cast<uint16_t>(rng());
+      const uint32_t seq = rng();
+      const uint32_t ack = syn ? 0 : rng();
+      p.Ports(src_port, 80).Seq(seq).Ack(ack).Window(502)
+          .Flags(syn ? kTcpSyn : (kTcpAck | kTcpPsh))
+          .PayloadFill(payload_len, 0);
+      Options(syn, rng(), p);
+      len[i] = static_cast<uint16_t>(p.BuildInto(buf[i], kCap));
     }
   }
 };

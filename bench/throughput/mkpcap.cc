@@ -23,17 +23,18 @@
 #include <string>
 #include <vector>
 
-#include "bench/segment.h"
 #include "moat/cookie/key_schedule.h"
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
+#include "testing/packet_builder.h"
 
 namespace {
 
 using moat::net::MacAddr;
+using moat::testing::TcpPacket;
 
 constexpr MacAddr kClientMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}};
 constexpr MacAddr kServerMac = {{0x02, 0x00, 0x00, 0x00, 0x00, 0x02}};
@@ -82,16 +83,24 @@ struct Flow {
   uint32_t moat_tsval;
 };
 
-size_t Build(uint8_t* buf, bool from_client, const Flow& f, uint32_t seq, uint32_t ack,
-             uint8_t flags, const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) {
-  moat::bench::Connection c;
-  c.client_mac = kClientMac;
-  c.server_mac = kServerMac;
-  c.client = f.client;
-  c.server = kServer;
-  c.client_port = f.port;
-  return moat::bench::BuildSegment(buf, moat::proxy::kMaxFrame, c, from_client, seq, ack, flags,
-                                   opts, opts_len, payload_len);
+// A segment of flow `f` in one direction (server 198.18.0.2:80, window
+// 502), to be finished by the caller and built with Build().
+TcpPacket Segment(const Flow& f, bool from_client) {
+  moat::testing::Endpoints e = moat::testing::Endpoints::Make(false, f.client, f.port, kServer, 80);
+  e.client_mac = kClientMac;
+  e.server_mac = kServerMac;
+  TcpPacket p = from_client ? e.FromClient() : e.FromServer();
+  p.Window(502);
+  return p;
+}
+
+// Linux's SYN options: MSS, SACK-permitted, timestamps, window scale.
+TcpPacket& SynOptions(TcpPacket& p, uint32_t tsval) {
+  return p.Mss(1460).SackPermitted().Timestamps(tsval, 0).Nop().WindowScale(7);
+}
+
+size_t Build(uint8_t* buf, const TcpPacket& p) {
+  return p.BuildInto(buf, moat::proxy::kMaxFrame);
 }
 
 }  // namespace
@@ -123,17 +132,6 @@ int main(int argc, char** argv) {
   uint8_t buf[moat::proxy::kMaxFrame];
   moat::proxy::Output out;
 
-  // Linux's SYN options: MSS, SACK-permitted, timestamps, window scale.
-  auto syn_opts = [](uint32_t tsval, uint8_t* o) {
-    moat::net::TcpOptionWriter w(o, 40);
-    w.Mss(1460);
-    w.SackPermitted();
-    w.Timestamps(tsval, 0);
-    w.Nop();
-    w.WindowScale(7);
-    return static_cast<uint8_t>(w.Finish());
-  };
-
   {  // SYN flood from random sources in 198.18.0.0/15.
     PcapWriter pw(dir + "/syn_flood.pcap");
     for (uint32_t i = 0; i < npackets; ++i) {
@@ -144,9 +142,9 @@ int main(int argc, char** argv) {
       f.client[2] = static_cast<uint8_t>(r >> 8);
       f.client[3] = static_cast<uint8_t>(r >> 16);
       f.port = static_cast<uint16_t>(1024 + rng() % 64000);
-      uint8_t o[40];
-      const uint8_t ol = syn_opts(rng(), o);
-      pw.Write(buf, Build(buf, true, f, rng(), 0, moat::net::kTcpSyn, o, ol, 0));
+      TcpPacket p = Segment(f, true).Ack(0).Flags(moat::net::kTcpSyn);
+      SynOptions(p, rng());
+      pw.Write(buf, Build(buf, p.Seq(rng())));
     }
   }
 
@@ -162,10 +160,8 @@ int main(int argc, char** argv) {
     // Near the 2^32 wrap, as real ISNs sometimes are.
     f.cisn = 0xffffff00u - i * 7919u;
     f.sisn = 0x7fffff00u + i * 104729u;
-    uint8_t o[40];
-    const uint8_t ol = syn_opts(1000 + i, o);
-    uint16_t len =
-        static_cast<uint16_t>(Build(buf, true, f, f.cisn, 0, moat::net::kTcpSyn, o, ol, 0));
+    TcpPacket syn = Segment(f, true).Seq(f.cisn).Ack(0).Flags(moat::net::kTcpSyn);
+    uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, 1000 + i)));
     out.Clear();
     if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
         moat::proxy::Verdict::kReflect) {
@@ -183,22 +179,22 @@ int main(int argc, char** argv) {
   PcapWriter cw(dir + "/est_client.pcap");
   PcapWriter sw(dir + "/est_server.pcap");
   for (const Flow& f : flows) {
-    uint8_t o[40];
-    moat::net::TcpOptionWriter w(o, 40);
-    w.Nop();
-    w.Nop();
-    w.Timestamps(2000, f.moat_tsval);
-    const uint8_t ol = static_cast<uint8_t>(w.Finish());
-    cw.Write(buf, Build(buf, true, f, f.cisn + 1, f.cookie + 1, moat::net::kTcpAck, o, ol, 0));
-    moat::net::TcpOptionWriter w2(o, 40);
-    w2.Mss(1460);
-    w2.SackPermitted();
-    w2.Timestamps(5000, 1000);
-    w2.Nop();
-    w2.WindowScale(7);
-    const uint8_t ol2 = static_cast<uint8_t>(w2.Finish());
-    sw.Write(buf, Build(buf, false, f, f.sisn, f.cisn + 1, moat::net::kTcpSyn | moat::net::kTcpAck,
-                        o, ol2, 0));
+    cw.Write(buf, Build(buf, Segment(f, true)
+                                 .Seq(f.cisn + 1)
+                                 .Ack(f.cookie + 1)
+                                 .Flags(moat::net::kTcpAck)
+                                 .Nop()
+                                 .Nop()
+                                 .Timestamps(2000, f.moat_tsval)));
+    sw.Write(buf, Build(buf, Segment(f, false)
+                                 .Seq(f.sisn)
+                                 .Ack(f.cisn + 1)
+                                 .Flags(moat::net::kTcpSyn | moat::net::kTcpAck)
+                                 .Mss(1460)
+                                 .SackPermitted()
+                                 .Timestamps(5000, 1000)
+                                 .Nop()
+                                 .WindowScale(7)));
   }
   // Steady state: client data and SACK ACKs, server data, round-robin.
   for (uint32_t i = 0; i < npackets; ++i) {
@@ -206,35 +202,24 @@ int main(int argc, char** argv) {
     const uint32_t k = i / nflows;
     const uint32_t c_seq = f.cisn + 1 + k * kPayload;
     const uint32_t s_seq = f.sisn + 1 + k * kPayload;
-    uint8_t o[40];
+    TcpPacket c = Segment(f, true).Seq(c_seq).Ack(f.cookie + 1 + k * kPayload);
+    c.Nop().Nop().Timestamps(2001 + k, f.moat_tsval + k);
     if (i % 2 == 0) {
-      moat::net::TcpOptionWriter w(o, 40);
-      w.Nop();
-      w.Nop();
-      w.Timestamps(2001 + k, f.moat_tsval + k);
-      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload,
-                          moat::net::kTcpAck | moat::net::kTcpPsh, o,
-                          static_cast<uint8_t>(w.Finish()), kPayload));
+      c.Flags(moat::net::kTcpAck | moat::net::kTcpPsh).PayloadFill(kPayload, 0);
     } else {
       // A SACK block for server data "received out of order" (RFC 2018).
-      moat::net::TcpOptionWriter w(o, 40);
-      w.Nop();
-      w.Nop();
-      w.Timestamps(2001 + k, f.moat_tsval + k);
-      const uint32_t edges[2] = {f.cookie + 1 + (k + 2) * kPayload,
-                                 f.cookie + 1 + (k + 3) * kPayload};
-      w.Nop();
-      w.Nop();
-      w.SackBlocks(edges, 1);
-      cw.Write(buf, Build(buf, true, f, c_seq, f.cookie + 1 + k * kPayload, moat::net::kTcpAck, o,
-                          static_cast<uint8_t>(w.Finish()), 0));
+      c.Flags(moat::net::kTcpAck).Nop().Nop().SackBlocks(
+          {f.cookie + 1 + (k + 2) * kPayload, f.cookie + 1 + (k + 3) * kPayload});
     }
-    moat::net::TcpOptionWriter ws(o, 40);
-    ws.Nop();
-    ws.Nop();
-    ws.Timestamps(5001 + k, 2001 + k);
-    sw.Write(buf, Build(buf, false, f, s_seq, c_seq, moat::net::kTcpAck | moat::net::kTcpPsh, o,
-                        static_cast<uint8_t>(ws.Finish()), kPayload));
+    cw.Write(buf, Build(buf, c));
+    sw.Write(buf, Build(buf, Segment(f, false)
+                                 .Seq(s_seq)
+                                 .Ack(c_seq)
+                                 .Flags(moat::net::kTcpAck | moat::net::kTcpPsh)
+                                 .Nop()
+                                 .Nop()
+                                 .Timestamps(5001 + k, 2001 + k)
+                                 .PayloadFill(kPayload, 0)));
   }
 
   {  // A port that receives (almost) nothing: one broadcast ARP request.

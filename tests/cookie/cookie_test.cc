@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "moat/cookie/siphash.h"
+#include "moat/cookie/siphash_batch.h"
 
 // Counts heap allocations so the hot-path test can assert there are none.
 // (GCC flags malloc/free inside replaced operators as mismatched, wrongly:
@@ -97,6 +98,25 @@ TEST_F(CookieTest, HotPathDoesNotAllocate) {
     sink += CookieCodec::EncodeTsval(i, kLinuxSyn);
     sink += CookieCodec::DecodeTsecrChecked(i, &out);
   }
+  // The burst calls, on every path this CPU has.
+  const SipBatchPath saved = ActiveSipBatchPath();
+  for (SipBatchPath path : {SipBatchPath::kScalar, SipBatchPath::kAvx2}) {
+    if (!SetSipBatchPath(path)) continue;
+    CookieTuple tuples[70];
+    uint32_t cisns[70], isns[70];
+    SynOptions syn[70], outs[70];
+    bool valid[70];
+    for (int i = 0; i < 70; ++i) {
+      tuples[i] = (i % 3) ? TupleV4() : TupleV6();
+      cisns[i] = i;
+      syn[i] = kLinuxSyn;
+    }
+    for (int n = 0; n <= 70; n += 7) {
+      codec_.MakeIsnBatch(tuples, cisns, syn, n, kT0 + n * kSec, isns);
+      sink += codec_.CheckIsnBatch(tuples, cisns, isns, n, kT0 + n * kSec, outs, valid);
+    }
+  }
+  SetSipBatchPath(saved);
   EXPECT_EQ(g_allocations, before);
   EXPECT_NE(sink, 0u);
 }
@@ -200,6 +220,33 @@ TEST(CookieCodecTest, MssIndexRoundsDown) {
     EXPECT_EQ(CookieCodec::MssFromIndex(true, i), kMssTableV6[i]);
     EXPECT_LE(CookieCodec::MssFromIndex(false, CookieCodec::MssIndex(false, 1000 + 999 * i)),
               std::max(536, 1000 + 999 * i));
+  }
+}
+
+// The codec looks the MSS index and window-scale code up in tables made at
+// compile time; every possible input gives what the definitions say (the
+// largest MSS table entry <= mss, index 0 when none is; the largest code
+// whose shift <= wscale, 0 for "none").
+TEST(CookieCodecTest, LookupsMatchTheDefinitionForEveryInput) {
+  for (bool v6 : {false, true}) {
+    const uint16_t* table = v6 ? kMssTableV6 : kMssTableV4;
+    for (uint32_t mss = 0; mss <= 0xffff; ++mss) {
+      int want = 0;
+      for (int i = 0; i < kMssTableSize; ++i) {
+        if (table[i] <= mss) want = i;
+      }
+      ASSERT_EQ(CookieCodec::MssIndex(v6, static_cast<uint16_t>(mss)), want)
+          << "v6 " << v6 << " mss " << mss;
+    }
+  }
+  for (uint32_t ws = 0; ws <= 0xff; ++ws) {
+    uint32_t want = 0;
+    if (ws != kNoWindowScale) {
+      for (uint32_t code = 1; code < 4; ++code) {
+        if (kWscaleCodes[code] <= ws) want = code;
+      }
+    }
+    ASSERT_EQ(CookieCodec::WscaleCode(static_cast<uint8_t>(ws)), want) << "wscale " << ws;
   }
 }
 

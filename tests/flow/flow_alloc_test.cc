@@ -1,60 +1,16 @@
-// After Create(), nothing in lib/flow allocates: the global operator new
-// is replaced for this test binary and counts calls while g_counting is
-// set, which is only around flow table and timer wheel calls. (Create
-// itself allocates with aligned_alloc and nothrow new, before counting.)
+// After Create(), nothing in lib/flow allocates: the test binary links the
+// shared allocation counter (tests/testing/alloc_counter.h), which counts
+// calls of the global operator new only inside an AllocationScope, opened
+// here around flow table and timer wheel calls. (Create itself allocates
+// with aligned_alloc and nothrow new, before counting.)
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "moat/flow/flow_table.h"
 #include "moat/flow/timer_wheel.h"
-
-namespace {
-
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_news{0};
-
-void* Counted(size_t n, size_t align) {
-  if (g_counting.load(std::memory_order_relaxed)) g_news.fetch_add(1, std::memory_order_relaxed);
-  if (n == 0) n = 1;
-  return align <= alignof(std::max_align_t) ? std::malloc(n)
-                                            : std::aligned_alloc(align, (n + align - 1) / align * align);
-}
-
-void* CountedOrThrow(size_t n, size_t align) {
-  void* p = Counted(n, align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-void* operator new(size_t n) { return CountedOrThrow(n, 0); }
-void* operator new[](size_t n) { return CountedOrThrow(n, 0); }
-void* operator new(size_t n, std::align_val_t a) { return CountedOrThrow(n, static_cast<size_t>(a)); }
-void* operator new[](size_t n, std::align_val_t a) {
-  return CountedOrThrow(n, static_cast<size_t>(a));
-}
-void* operator new(size_t n, const std::nothrow_t&) noexcept { return Counted(n, 0); }
-void* operator new[](size_t n, const std::nothrow_t&) noexcept { return Counted(n, 0); }
-void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return Counted(n, static_cast<size_t>(a));
-}
-void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return Counted(n, static_cast<size_t>(a));
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
+#include "testing/alloc_counter.h"
 
 namespace moat::flow {
 namespace {
@@ -63,22 +19,17 @@ struct Value {
   uint64_t words[16];
 };
 
-class CountScope {
- public:
-  CountScope() {
-    g_news = 0;
-    g_counting = true;
-  }
-  ~CountScope() { g_counting = false; }
-};
+using moat::testing::AllocationScope;
 
 TEST(FlowAllocTest, CounterSeesAllocations) {
-  // The harness itself works: a vector allocates inside the window.
+  // The counter is linked into this binary and works: a vector allocates
+  // inside the window (without it, NoAllocationAfterCreate would pass
+  // whatever lib/flow did).
   size_t n;
   {
-    CountScope scope;
+    AllocationScope scope;
     std::vector<int> v(10);
-    n = g_news.load();
+    n = scope.count();
   }
   EXPECT_GE(n, 1u);
 }
@@ -109,8 +60,9 @@ TEST(FlowAllocTest, NoAllocationAfterCreate) {
 
   size_t fired = 0, refused = 0;
   uint64_t now = 0;
+  size_t allocations;
   {
-    CountScope scope;
+    AllocationScope scope;
     for (uint32_t op = 0; op < 300'000; ++op) {
       const uint64_t r = random[op & 0xffff] ^ op;
       const FlowKey& k = keys[r % keys.size()];
@@ -128,8 +80,9 @@ TEST(FlowAllocTest, NoAllocationAfterCreate) {
       now += (op % 10000 == 0) ? 3'600'000'000'000ull : 100;  // and a few clock jumps
       fired += wheel.Advance(now, [&](uint32_t id) { table.Erase(table.At(id)); }, 64);
     }
+    allocations = scope.count();
   }
-  EXPECT_EQ(g_news.load(), 0u);
+  EXPECT_EQ(allocations, 0u);
   EXPECT_GT(fired, 0u);
   EXPECT_GT(table.size(), 0u);
   (void)refused;

@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "FuzzedDataProvider.h"  // from clang, copied into the build dir
-#include "moat/net/builder.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
+#include "testing/packet_builder.h"
 
 namespace {
 
@@ -60,8 +60,8 @@ struct Conn {
 
 const uint8_t kServer4[4] = {198, 18, 0, 2};
 const uint8_t kServer6[16] = {0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
-const net::MacAddr kCMac = {{2, 0, 0, 0, 0, 1}};
-const net::MacAddr kSMac = {{2, 0, 0, 0, 0, 2}};
+// Payload bytes: an 'x', then zeros.
+const uint8_t kPayload[1400] = {'x'};
 
 struct Harness {
   std::unique_ptr<Engine> engine;
@@ -122,42 +122,33 @@ struct Harness {
   }
 };
 
-size_t BuildSeg(Harness& h, const Conn& c, bool from_client, uint32_t seq, uint32_t ack,
-                uint8_t flags, const uint8_t* opts, uint8_t opts_len, uint16_t payload_len) {
-  static const uint8_t payload[1400] = {'x'};
-  net::TcpFrameSpec s;
-  s.src_mac = from_client ? kCMac : kSMac;
-  s.dst_mac = from_client ? kSMac : kCMac;
-  s.ipv6 = c.v6;
-  const uint8_t* server = c.v6 ? kServer6 : kServer4;
-  s.src_addr = from_client ? c.client : server;
-  s.dst_addr = from_client ? server : c.client;
-  s.src_port = from_client ? c.cport : 80;
-  s.dst_port = from_client ? 80 : c.cport;
-  s.seq = seq;
-  s.ack = ack;
-  s.flags = flags;
-  s.window = 1024;
-  s.options = opts;
-  s.options_len = opts_len;
-  s.payload = payload_len ? payload : nullptr;
-  s.payload_len = payload_len;
-  h.len = static_cast<uint16_t>(net::BuildTcpFrame(h.frame, sizeof(h.frame), s));
+// Starts a segment of `c` in one direction (server :80, default MACs,
+// window 1024).
+moat::testing::TcpPacket Seg(const Conn& c, bool from_client) {
+  const moat::testing::Endpoints e = moat::testing::Endpoints::Make(
+      c.v6, c.client, c.cport, c.v6 ? kServer6 : kServer4, 80);
+  moat::testing::TcpPacket p = from_client ? e.FromClient() : e.FromServer();
+  p.Window(1024);
+  return p;
+}
+
+// Builds the segment into h.frame; returns its length.
+size_t BuildSeg(Harness& h, const moat::testing::TcpPacket& p) {
+  h.len = static_cast<uint16_t>(p.BuildInto(h.frame, sizeof(h.frame)));
   return h.len;
 }
 
-uint8_t FuzzOptions(FuzzedDataProvider& fdp, uint8_t* o, bool syn, uint32_t tsecr) {
-  net::TcpOptionWriter w(o, 40);
-  if (syn && fdp.ConsumeBool()) w.Mss(fdp.ConsumeIntegralInRange<uint16_t>(0, 9000));
-  if (syn && fdp.ConsumeBool()) w.SackPermitted();
-  if (fdp.ConsumeBool()) w.Timestamps(fdp.ConsumeIntegral<uint32_t>(), tsecr);
-  if (syn && fdp.ConsumeBool()) w.WindowScale(fdp.ConsumeIntegralInRange<uint8_t>(0, 16));
+// Options the fuzzer picks, in TcpOptionWriter's order.
+void FuzzOptions(FuzzedDataProvider& fdp, moat::testing::TcpPacket& p, bool syn, uint32_t tsecr) {
+  if (syn && fdp.ConsumeBool()) p.Mss(fdp.ConsumeIntegralInRange<uint16_t>(0, 9000));
+  if (syn && fdp.ConsumeBool()) p.SackPermitted();
+  if (fdp.ConsumeBool()) p.Timestamps(fdp.ConsumeIntegral<uint32_t>(), tsecr);
+  if (syn && fdp.ConsumeBool()) p.WindowScale(fdp.ConsumeIntegralInRange<uint8_t>(0, 16));
   if (!syn && fdp.ConsumeBool()) {
-    uint32_t edges[2] = {fdp.ConsumeIntegral<uint32_t>(), fdp.ConsumeIntegral<uint32_t>()};
-    w.SackBlocks(edges, 1);
+    const uint32_t left = fdp.ConsumeIntegral<uint32_t>();
+    const uint32_t right = fdp.ConsumeIntegral<uint32_t>();
+    p.SackBlocks({left, right});
   }
-  const size_t n = w.Finish();
-  return static_cast<uint8_t>(n);
 }
 
 }  // namespace
@@ -198,14 +189,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   for (int ops = 0; ops < 96 && fdp.remaining_bytes() > 0; ++ops) {
     Conn& c = conns[fdp.ConsumeIntegralInRange<int>(0, 3)];
-    uint8_t opts[40];
     switch (fdp.ConsumeIntegralInRange<int>(0, 8)) {
       case 0: {  // client SYN (maybe with data, as TFO would)
         c.cisn = fdp.PickValueInArray<uint32_t>({0u, 0x7fffffffu, 0xfffffff0u, 12345u}) +
                  fdp.ConsumeIntegralInRange<uint32_t>(0, 64);
-        const uint8_t ol = FuzzOptions(fdp, opts, true, 0);
-        BuildSeg(h, c, true, c.cisn, 0, net::kTcpSyn, opts, ol,
-                 fdp.ConsumeBool() ? fdp.ConsumeIntegralInRange<uint16_t>(0, 100) : 0);
+        moat::testing::TcpPacket p = Seg(c, true).Seq(c.cisn).Ack(0).Flags(net::kTcpSyn);
+        FuzzOptions(fdp, p, true, 0);
+        p.Payload(kPayload, fdp.ConsumeBool() ? fdp.ConsumeIntegralInRange<uint16_t>(0, 100) : 0);
+        BuildSeg(h, p);
         if (h.Send(Side::kClient) == Verdict::kReflect) {
           net::PacketView v;
           if (net::ParseFrame(h.frame, h.len, &v) == net::ParseError::kOk && v.is_tcp) {
@@ -222,19 +213,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 1: {  // client ACK echoing the cookie (maybe off by a little)
         const uint32_t off = fdp.ConsumeBool() ? 0 : fdp.ConsumeIntegral<uint32_t>() & 3;
-        const uint8_t ol = FuzzOptions(fdp, opts, false, c.moat_ts);
+        moat::testing::TcpPacket p =
+            Seg(c, true).Seq(c.cisn + 1).Ack(c.cookie + 1 + off).Flags(net::kTcpAck);
+        FuzzOptions(fdp, p, false, c.moat_ts);
         const uint16_t pl = fdp.ConsumeBool() ? fdp.ConsumeIntegralInRange<uint16_t>(1, 1400) : 0;
-        BuildSeg(h, c, true, c.cisn + 1, c.cookie + 1 + off, net::kTcpAck, opts, ol, pl);
+        BuildSeg(h, p.Payload(kPayload, pl));
         h.Send(Side::kClient);
         c.c_sent += pl;
         break;
       }
       case 2: {  // backend SYN-ACK for the backend SYN
         c.sisn = fdp.ConsumeIntegral<uint32_t>();
-        const uint8_t ol = FuzzOptions(fdp, opts, true, 0);
+        moat::testing::TcpPacket p =
+            Seg(c, false).Seq(c.sisn).Flags(net::kTcpSyn | net::kTcpAck);
+        FuzzOptions(fdp, p, true, 0);
         const uint32_t off = fdp.ConsumeBool() ? 0 : fdp.ConsumeIntegralInRange<uint32_t>(1, 3);
-        BuildSeg(h, c, false, c.sisn, c.cisn + 1 + off, net::kTcpSyn | net::kTcpAck, opts, ol,
-                 0);
+        BuildSeg(h, p.Ack(c.cisn + 1 + off));
         h.Send(Side::kServer);
         break;
       }
@@ -244,9 +238,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              net::kTcpRst, net::kTcpRst | net::kTcpAck, net::kTcpSyn});
         const int32_t skew = fdp.ConsumeBool() ? 0 : fdp.ConsumeIntegral<int32_t>();
         const uint16_t pl = fdp.ConsumeIntegralInRange<uint16_t>(0, 1400);
-        const uint8_t ol = FuzzOptions(fdp, opts, false, c.moat_ts);
-        BuildSeg(h, c, true, c.cisn + 1 + c.c_sent + static_cast<uint32_t>(skew),
-                 c.cookie + 1 + c.s_sent, flags, opts, ol, pl);
+        moat::testing::TcpPacket p = Seg(c, true)
+                                         .Seq(c.cisn + 1 + c.c_sent + static_cast<uint32_t>(skew))
+                                         .Ack(c.cookie + 1 + c.s_sent)
+                                         .Flags(flags)
+                                         .Payload(kPayload, pl);
+        FuzzOptions(fdp, p, false, c.moat_ts);
+        BuildSeg(h, p);
         h.Send(Side::kClient);
         c.c_sent += pl + ((flags & net::kTcpFin) ? 1 : 0);
         break;
@@ -257,16 +255,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              net::kTcpRst, net::kTcpRst | net::kTcpAck, net::kTcpSyn | net::kTcpAck});
         const int32_t skew = fdp.ConsumeBool() ? 0 : fdp.ConsumeIntegral<int32_t>();
         const uint16_t pl = fdp.ConsumeIntegralInRange<uint16_t>(0, 1400);
-        const uint8_t ol = FuzzOptions(fdp, opts, false, 0);
-        BuildSeg(h, c, false, c.sisn + 1 + c.s_sent + static_cast<uint32_t>(skew),
-                 c.cisn + 1 + c.c_sent, flags, opts, ol, pl);
+        moat::testing::TcpPacket p = Seg(c, false)
+                                         .Seq(c.sisn + 1 + c.s_sent + static_cast<uint32_t>(skew))
+                                         .Ack(c.cisn + 1 + c.c_sent)
+                                         .Flags(flags)
+                                         .Payload(kPayload, pl);
+        FuzzOptions(fdp, p, false, 0);
+        BuildSeg(h, p);
         h.Send(Side::kServer);
         c.s_sent += pl + ((flags & net::kTcpFin) ? 1 : 0);
         break;
       }
       case 5: {  // a backend-initiated connection (passthrough), SYN from the server
-        const uint8_t ol = FuzzOptions(fdp, opts, true, 0);
-        BuildSeg(h, c, false, fdp.ConsumeIntegral<uint32_t>(), 0, net::kTcpSyn, opts, ol, 0);
+        moat::testing::TcpPacket p = Seg(c, false).Ack(0).Flags(net::kTcpSyn);
+        FuzzOptions(fdp, p, true, 0);
+        BuildSeg(h, p.Seq(fdp.ConsumeIntegral<uint32_t>()));
         h.Send(Side::kServer);
         break;
       }

@@ -33,7 +33,7 @@ struct Sample {
 // Valid traffic for a few live flows, both families, all states.
 std::vector<Sample> BuildCorpus(Harness& h, std::mt19937_64& rng, uint16_t base_port) {
   std::vector<Sample> corpus;
-  auto add = [&](Side s, const Seg& seg) { corpus.push_back(Sample{s, seg.Build()}); };
+  auto add = [&](Side s, const TcpPacket& seg) { corpus.push_back(Sample{s, seg.BuildFrame()}); };
   for (int i = 0; i < 8; ++i) {
     Conn c;
     c.v6 = i & 1;
@@ -59,20 +59,20 @@ std::vector<Sample> BuildCorpus(Harness& h, std::mt19937_64& rng, uint16_t base_
     add(Side::kClient, ClientHandshakeAck(c, 20));
     add(Side::kServer, BackendSynAck(c));
     const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
-    add(Side::kClient, c.C().Seq(cs).Ack(ks).Payload(100).Ts(c.client_tsval, c.synack_tsval)
-                           .Sack({ks + 10, ks + 20, ks + 30, ks + 40}));
-    add(Side::kServer, c.S().Seq(bs).Ack(cs).Payload(200).Ts(c.backend_tsval, c.client_tsval));
+    add(Side::kClient, c.C().Seq(cs).Ack(ks).PayloadFill(100, 'x').Timestamps(c.client_tsval, c.synack_tsval)
+                           .SackBlocks({ks + 10, ks + 20, ks + 30, ks + 40}));
+    add(Side::kServer, c.S().Seq(bs).Ack(cs).PayloadFill(200, 'x').Timestamps(c.backend_tsval, c.client_tsval));
     add(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck));
     add(Side::kServer, c.S().Seq(bs).Ack(cs).Flags(kTcpFin | kTcpAck));
     add(Side::kClient, c.C().Seq(cs).Ack(0).Flags(kTcpRst));
     add(Side::kServer, c.S().Seq(bs).Ack(cs).Flags(kTcpRst | kTcpAck));
-    add(Side::kServer, c.S().Seq(bs).Ack(0).Flags(kTcpSyn).Ws(3));
+    add(Side::kServer, c.S().Seq(bs).Ack(0).Flags(kTcpSyn).WindowScale(3));
   }
   // Passthrough and unprotected traffic.
-  add(Side::kServer, Seg::FromServer().Ports(kServerPort, 2000).Seq(1).Ack(0).Flags(kTcpSyn).Ws(5));
-  add(Side::kClient, Seg::FromClient().Ports(2000, kServerPort).Seq(9).Ack(2).Flags(kTcpSyn | kTcpAck));
-  add(Side::kClient, Seg::FromClient().Ports(1, 81).Payload(30));
-  add(Side::kClient, Seg::FromClient(true).Vlan(7).Vlan(8).Flags(kTcpSyn).Mss(1400).Ws(14).Tfo());
+  add(Side::kServer, FromServer().Ports(kServerPort, 2000).Seq(1).Ack(0).Flags(kTcpSyn).WindowScale(5));
+  add(Side::kClient, FromClient().Ports(2000, kServerPort).Seq(9).Ack(2).Flags(kTcpSyn | kTcpAck));
+  add(Side::kClient, FromClient().Ports(1, 81).PayloadFill(30, 'x'));
+  add(Side::kClient, FromClient(true).Vlan(7, net::kEtherTypeQinQ).Vlan(8).Flags(kTcpSyn).Mss(1400).WindowScale(14).FastOpenRequest());
   return corpus;
 }
 

@@ -1,16 +1,16 @@
 #pragma once
-// Test scaffolding for the engine: a fluent segment builder (over
-// net::BuildTcpFrame, so every input has correct checksums unless a test
-// breaks them on purpose), a harness that runs Process()/Tick() and keeps
-// what the engine emitted, and drivers that bring a flow to a given state.
-//
-// Local to tests/proxy: the shared builder in tests/testing did not exist
-// when these were written; this one adds flow-level drivers on top.
+// Test scaffolding for the engine, on top of the shared packet builder
+// (tests/testing/packet_builder.h, so every input has correct checksums
+// unless a test breaks them on purpose): the test connection's endpoints
+// and segment defaults, a harness that runs Process()/Tick() and keeps
+// what the engine emitted, counter snapshots and their expected deltas,
+// and drivers that bring a flow to a given state.
 
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -19,6 +19,7 @@
 #include "moat/net/tcp_options.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
+#include "testing/packet_builder.h"
 
 namespace moat::proxy::testing {
 
@@ -36,106 +37,33 @@ inline constexpr uint64_t kSec = 1'000'000'000;
 // Far from 0 so the cookie's time slot and key epoch have predecessors.
 inline constexpr uint64_t kT0 = 100'000 * kSec;
 
-struct Frame {
-  uint8_t buf[kMaxFrame] = {};
-  uint16_t len = 0;
-};
+using moat::testing::Endpoints;
+using moat::testing::Frame;
+using moat::testing::TcpPacket;
+static_assert(sizeof(Frame::buf) == kMaxFrame, "test frames are engine-sized");
 
-class Seg {
- public:
-  static Seg FromClient(bool v6 = false) {
-    Seg s;
-    s.v6_ = v6;
-    s.from_client_ = true;
-    s.sport_ = kClientPort;
-    s.dport_ = kServerPort;
-    return s;
-  }
-  static Seg FromServer(bool v6 = false) {
-    Seg s;
-    s.v6_ = v6;
-    s.from_client_ = false;
-    s.sport_ = kServerPort;
-    s.dport_ = kClientPort;
-    return s;
-  }
-  Seg& Seq(uint32_t v) { seq_ = v; return *this; }
-  Seg& Ack(uint32_t v) { ack_ = v; return *this; }
-  Seg& Flags(uint8_t f) { flags_ = f; return *this; }
-  Seg& Win(uint16_t w) { win_ = w; return *this; }
-  Seg& Ports(uint16_t s, uint16_t d) { sport_ = s; dport_ = d; return *this; }
-  Seg& Dst(const uint8_t* a) { dst_override_ = a; return *this; }
-  Seg& Vlan(uint16_t tci) { vlans_.push_back(tci); return *this; }
-  Seg& Mss(uint16_t m) { Opt({2, 4, uint8_t(m >> 8), uint8_t(m)}); return *this; }
-  Seg& Ws(uint8_t s) { Opt({1, 3, 3, s}); return *this; }
-  Seg& SackOk() { Opt({1, 1, 4, 2}); return *this; }
-  Seg& Ts(uint32_t val, uint32_t ecr) {
-    Opt({1, 1, 8, 10, uint8_t(val >> 24), uint8_t(val >> 16), uint8_t(val >> 8), uint8_t(val),
-         uint8_t(ecr >> 24), uint8_t(ecr >> 16), uint8_t(ecr >> 8), uint8_t(ecr)});
-    return *this;
-  }
-  Seg& Sack(std::initializer_list<uint32_t> edges) {
-    std::vector<uint8_t> o = {1, 1, 5, uint8_t(2 + 4 * edges.size())};
-    for (uint32_t e : edges) {
-      o.push_back(uint8_t(e >> 24));
-      o.push_back(uint8_t(e >> 16));
-      o.push_back(uint8_t(e >> 8));
-      o.push_back(uint8_t(e));
-    }
-    options_.insert(options_.end(), o.begin(), o.end());
-    return *this;
-  }
-  Seg& Tfo() { Opt({34, 2}); return *this; }  // Fast Open cookie request
-  Seg& Opt(std::initializer_list<uint8_t> bytes) {
-    options_.insert(options_.end(), bytes.begin(), bytes.end());
-    return *this;
-  }
-  Seg& Payload(size_t n, uint8_t fill = 'x') { payload_.assign(n, fill); return *this; }
+// The test connection's ends: client kClientV4/kClientV6 on `client_port`,
+// the protected service kServerV4/kServerV6:80.
+inline Endpoints EndpointsFor(bool v6, uint16_t client_port = kClientPort) {
+  Endpoints e = Endpoints::Make(v6, v6 ? kClientV6 : kClientV4, client_port,
+                                v6 ? kServerV6 : kServerV4, kServerPort);
+  e.client_mac = kClientMac;
+  e.server_mac = kServerMac;
+  return e;
+}
 
-  Frame Build() const {
-    Frame f;
-    std::vector<uint8_t> opts = options_;
-    while (opts.size() % 4) opts.push_back(1);
-    net::TcpFrameSpec s;
-    s.src_mac = from_client_ ? kClientMac : kServerMac;
-    s.dst_mac = from_client_ ? kServerMac : kClientMac;
-    s.vlan_count = static_cast<uint8_t>(vlans_.size());
-    for (size_t i = 0; i < vlans_.size(); ++i) {
-      s.vlan_tci[i] = vlans_[i];
-      s.vlan_tpid[i] = i == 0 && vlans_.size() == 2 ? 0x88a8 : 0x8100;
-    }
-    s.ipv6 = v6_;
-    const uint8_t* c = v6_ ? kClientV6 : kClientV4;
-    const uint8_t* sv = v6_ ? kServerV6 : kServerV4;
-    s.src_addr = from_client_ ? c : sv;
-    s.dst_addr = dst_override_ ? dst_override_ : (from_client_ ? sv : c);
-    s.src_port = sport_;
-    s.dst_port = dport_;
-    s.seq = seq_;
-    s.ack = ack_;
-    s.flags = flags_;
-    s.window = win_;
-    s.options = opts.data();
-    s.options_len = static_cast<uint8_t>(opts.size());
-    s.payload = payload_.data();
-    s.payload_len = static_cast<uint16_t>(payload_.size());
-    f.len = static_cast<uint16_t>(net::BuildTcpFrame(f.buf, sizeof(f.buf), s));
-    EXPECT_NE(f.len, 0) << "segment did not build";
-    return f;
-  }
-
- private:
-  bool v6_ = false;
-  bool from_client_ = true;
-  const uint8_t* dst_override_ = nullptr;
-  uint16_t sport_ = 0, dport_ = 0;
-  uint32_t seq_ = 0, ack_ = 0;
-  uint8_t flags_ = net::kTcpAck;
-  uint16_t win_ = 1000;
-  std::vector<uint16_t> vlans_;
-  std::vector<uint8_t> options_;
-  std::vector<uint8_t> payload_;
-};
+// The engine tests' segment defaults: seq 0, ack 0, ACK, window 1000, and
+// options laid out NOP-aligned as BSD-style stacks send them.
+inline TcpPacket SegmentDefaults(TcpPacket p) {
+  p.Seq(0).Ack(0).Flags(net::kTcpAck).Window(1000).AlignOptions();
+  return p;
+}
+inline TcpPacket FromClient(bool v6 = false) {
+  return SegmentDefaults(EndpointsFor(v6).FromClient());
+}
+inline TcpPacket FromServer(bool v6 = false) {
+  return SegmentDefaults(EndpointsFor(v6).FromServer());
+}
 
 // A frame the engine emitted (or rewrote), parsed.
 struct Seen {
@@ -202,8 +130,8 @@ class Harness {
     }
     return verdict;
   }
-  Verdict Send(Side in, const Seg& s, Seen* rewritten = nullptr) {
-    Frame f = s.Build();
+  Verdict Send(Side in, const TcpPacket& s, Seen* rewritten = nullptr) {
+    Frame f = s.BuildFrame();
     return Send(in, f, rewritten);
   }
 
@@ -231,20 +159,57 @@ class Harness {
     return v;
   }
 
+  // Parses what the engine appended to the Output into emitted() (after
+  // what is there already) and clears the Output.
   void Drain() {
-    for (size_t i = 0; i < out_->size(); ++i) {
+    for (size_t i = filler_; i < out_->size(); ++i) {
       const Emitted e = (*out_)[i];
       emitted_.push_back(ParseSeen(e.out, e.data, e.len));
     }
     out_->Clear();
+    filler_ = 0;
+  }
+  void ClearEmitted() { emitted_.clear(); }
+
+  // Occupies the Output with placeholder frames until only `room` is left,
+  // as a dataplane that broke the drain contract would leave it; Drain()
+  // skips (and removes) them.
+  void FillOutput(size_t room) {
+    while (out_->room() > room) {
+      out_->Commit(Side::kClient, 1);
+      ++filler_;
+    }
   }
 
  private:
   uint64_t now_;
+  size_t filler_ = 0;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Output> out_;
   std::vector<Seen> emitted_;
 };
+
+// One expected counter change between two snapshots (negative: a gauge
+// that went down).
+struct CounterDelta {
+  Counter counter;
+  int64_t by;
+};
+
+// Expects that from `before` to `after` exactly the listed counters moved,
+// each by its amount, and every other counter stayed put; names each
+// counter that did otherwise.
+inline void ExpectCounterDeltas(const std::vector<uint64_t>& before,
+                                const std::vector<uint64_t>& after,
+                                std::initializer_list<CounterDelta> expected) {
+  ASSERT_EQ(before.size(), kNumCounters);
+  ASSERT_EQ(after.size(), kNumCounters);
+  std::vector<int64_t> want(kNumCounters, 0);
+  for (const CounterDelta& d : expected) want[static_cast<size_t>(d.counter)] += d.by;
+  for (size_t i = 0; i < kNumCounters; ++i) {
+    EXPECT_EQ(static_cast<int64_t>(after[i] - before[i]), want[i]) << "counter " << kCounterNames[i];
+  }
+}
 
 inline bool IsDropCounter(size_t i) {
   const std::string name = kCounterNames[i];
@@ -270,6 +235,8 @@ struct Conn {
   bool sack = true;
   bool ecn = false;
   uint16_t mss = 1460;
+  uint16_t backend_mss = 1460;
+  bool backend_ts = true;  // the backend answers timestamps when the client sent them
   uint16_t client_win = 502;
   uint16_t backend_win = 509;
   uint16_t client_port = kClientPort;
@@ -280,18 +247,18 @@ struct Conn {
 
   uint32_t delta() const { return cookie_isn - backend_isn; }
   uint32_t ts_delta() const { return synack_tsval - backend_tsval; }
-  Seg C() const { return Seg::FromClient(v6).Ports(client_port, kServerPort); }
-  Seg S() const { return Seg::FromServer(v6).Ports(kServerPort, client_port); }
+  TcpPacket C() const { return SegmentDefaults(EndpointsFor(v6, client_port).FromClient()); }
+  TcpPacket S() const { return SegmentDefaults(EndpointsFor(v6, client_port).FromServer()); }
   flow::FlowKey key() const { return KeyFor(v6, client_port); }
 };
 
-inline Seg ClientSyn(const Conn& c) {
-  Seg s = c.C().Seq(c.client_isn).Ack(0).Flags(net::kTcpSyn).Win(64240);
+inline TcpPacket ClientSyn(const Conn& c) {
+  TcpPacket s = c.C().Seq(c.client_isn).Ack(0).Flags(net::kTcpSyn).Window(64240);
   if (c.ecn) s.Flags(net::kTcpSyn | net::kTcpEce | net::kTcpCwr);
   s.Mss(c.mss);
-  if (c.sack) s.SackOk();
-  if (c.ts) s.Ts(c.client_tsval - 10, 0);
-  if (c.client_ws >= 0) s.Ws(static_cast<uint8_t>(c.client_ws));
+  if (c.sack) s.SackPermitted();
+  if (c.ts) s.Timestamps(c.client_tsval - 10, 0);
+  if (c.client_ws >= 0) s.WindowScale(static_cast<uint8_t>(c.client_ws));
   return s;
 }
 
@@ -305,10 +272,10 @@ inline Seen DoSyn(Harness& h, Conn* c) {
 }
 
 // The client's third ACK (optionally with data).
-inline Seg ClientHandshakeAck(const Conn& c, size_t payload = 0) {
-  Seg s = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(c.client_win);
-  if (c.ts) s.Ts(c.client_tsval, c.synack_tsval);
-  if (payload) s.Payload(payload).Flags(net::kTcpAck | net::kTcpPsh);
+inline TcpPacket ClientHandshakeAck(const Conn& c, size_t payload = 0) {
+  TcpPacket s = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(c.client_win);
+  if (c.ts) s.Timestamps(c.client_tsval, c.synack_tsval);
+  if (payload) s.PayloadFill(payload, 'x').Flags(net::kTcpAck | net::kTcpPsh);
   return s;
 }
 
@@ -321,12 +288,12 @@ inline Seen DriveToSynSent(Harness& h, Conn* c, size_t payload = 0) {
   return h.emitted().empty() ? Seen{} : h.emitted()[0];
 }
 
-inline Seg BackendSynAck(const Conn& c) {
-  Seg s = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(net::kTcpSyn | net::kTcpAck)
-              .Win(65160).Mss(1460);
-  if (c.sack) s.SackOk();
-  if (c.ts) s.Ts(c.backend_tsval, c.client_tsval);
-  if (c.backend_ws >= 0) s.Ws(static_cast<uint8_t>(c.backend_ws));
+inline TcpPacket BackendSynAck(const Conn& c) {
+  TcpPacket s = c.S().Seq(c.backend_isn).Ack(c.client_isn + 1).Flags(net::kTcpSyn | net::kTcpAck)
+              .Window(65160).Mss(c.backend_mss);
+  if (c.sack) s.SackPermitted();
+  if (c.ts && c.backend_ts) s.Timestamps(c.backend_tsval, c.client_tsval);
+  if (c.backend_ws >= 0) s.WindowScale(static_cast<uint8_t>(c.backend_ws));
   return s;
 }
 

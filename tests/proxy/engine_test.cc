@@ -156,7 +156,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_P(EngineTest, SynWithPayloadOrFastOpenIsAnsweredWithoutTheData) {
   Conn c = MakeConn();
   Seen synack;
-  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c).Tfo().Payload(100), &synack), Verdict::kReflect);
+  ASSERT_EQ(h_.Send(Side::kClient, ClientSyn(c).FastOpenRequest().PayloadFill(100, 'x'), &synack), Verdict::kReflect);
   EXPECT_EQ(synack.ack(), c.client_isn + 1);  // the data is not acknowledged
   EXPECT_EQ(synack.payload_len(), 0);
   EXPECT_FALSE(synack.opts.has_fastopen);
@@ -167,7 +167,7 @@ TEST(EngineVlanTest, SynAckKeepsBothVlanTags) {
   Harness h;
   Conn c;
   Seen synack;
-  ASSERT_EQ(h.Send(Side::kClient, ClientSyn(c).Vlan(100).Vlan(200), &synack), Verdict::kReflect);
+  ASSERT_EQ(h.Send(Side::kClient, ClientSyn(c).Vlan(100, net::kEtherTypeQinQ).Vlan(200), &synack), Verdict::kReflect);
   ASSERT_EQ(synack.v.vlan_count, 2);
   EXPECT_EQ(synack.v.vlan_tci[0], 100);
   EXPECT_EQ(synack.v.vlan_tci[1], 200);
@@ -176,7 +176,7 @@ TEST(EngineVlanTest, SynAckKeepsBothVlanTags) {
   // The backend SYN, generated from flow state, carries them too.
   c.cookie_isn = synack.seq();
   c.synack_tsval = synack.opts.tsval;
-  ASSERT_EQ(h.Send(Side::kClient, ClientHandshakeAck(c).Vlan(100).Vlan(200)), Verdict::kConsumed);
+  ASSERT_EQ(h.Send(Side::kClient, ClientHandshakeAck(c).Vlan(100, net::kEtherTypeQinQ).Vlan(200)), Verdict::kConsumed);
   ASSERT_EQ(h.emitted().size(), 1u);
   EXPECT_EQ(h.emitted()[0].v.vlan_count, 2);
   EXPECT_EQ(h.emitted()[0].v.vlan_tci[1], 200);
@@ -186,7 +186,7 @@ TEST(EngineSmallBufferTest, SynAckGoesToOutputWhenTheFrameIsTooSmall) {
   Harness h;
   Conn c;
   // A SYN without options is shorter than the SYN-ACK (which has an MSS).
-  Frame f = c.C().Seq(c.client_isn).Ack(0).Flags(kTcpSyn).Build();
+  Frame f = c.C().Seq(c.client_isn).Ack(0).Flags(kTcpSyn).BuildFrame();
   const uint16_t cap = f.len;  // no room to grow
   const Verdict v = h.engine().Process(Side::kClient, f.buf, &f.len, cap, h.now(), h.out());
   EXPECT_EQ(v, Verdict::kConsumed);
@@ -305,8 +305,8 @@ TEST_P(EngineTest, KeptSegmentsAreReleasedTranslatedAfterTheThirdAck) {
   DriveToSynSent(h_, &c, /*payload=*/100);
   // Three more while the backend is silent; the fifth exceeds the bound.
   for (int i = 1; i <= 4; ++i) {
-    Seg s = c.C().Seq(c.client_isn + 1 + 100 * i).Ack(c.cookie_isn + 1).Win(c.client_win)
-                .Ts(c.client_tsval + i, c.synack_tsval).Payload(100);
+    TcpPacket s = c.C().Seq(c.client_isn + 1 + 100 * i).Ack(c.cookie_isn + 1).Window(c.client_win)
+                .Timestamps(c.client_tsval + i, c.synack_tsval).PayloadFill(100, 'x');
     if (i == 4) s.Flags(kTcpAck | kTcpFin);
     EXPECT_EQ(h_.Send(Side::kClient, s), i < 4 ? Verdict::kConsumed : Verdict::kDrop);
   }
@@ -432,8 +432,8 @@ TEST_P(EngineTest, ServerToClientShiftsSeqAndTsval) {
   DriveToEstablished(h_, &c);
   Seen out;
   ASSERT_EQ(h_.Send(Side::kServer,
-                    c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(100)
-                        .Ts(c.backend_tsval + 5, c.client_tsval).Payload(300),
+                    c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(100)
+                        .Timestamps(c.backend_tsval + 5, c.client_tsval).PayloadFill(300, 'x'),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.side, Side::kClient);
@@ -513,7 +513,7 @@ bool IcmpChecksumOk(const Frame& f) {
 TEST_P(EngineTest, IcmpErrorsAboutSplicedSegmentsReachTheBackendInItsSpace) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
-  Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Payload(1400).Build();
+  Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).PayloadFill(1400, 'x').BuildFrame();
   ASSERT_EQ(h_.Send(Side::kServer, data), Verdict::kForward);
   const Frame data_copy = data;
   Frame icmp = IcmpErrorAbout(data, v6(), 1280);
@@ -529,7 +529,7 @@ TEST_P(EngineTest, IcmpErrorsAboutSplicedSegmentsReachTheBackendInItsSpace) {
   // About a flow moat does not know: bridged byte for byte.
   Conn other = MakeConn();
   other.client_port = 40999;
-  Frame stray = other.S().Seq(12345).Ack(1).Payload(100).Build();
+  Frame stray = other.S().Seq(12345).Ack(1).PayloadFill(100, 'x').BuildFrame();
   Frame icmp2 = IcmpErrorAbout(stray, v6(), 1280);
   const Frame before = icmp2;
   EXPECT_EQ(h_.Send(Side::kClient, icmp2), Verdict::kForward);
@@ -552,13 +552,13 @@ TEST_P(EngineTest, ClientToServerShiftsAckSackAndTsecr) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   // The server sent 300 bytes; the client got 100 and 200..300.
-  h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(100)
-                             .Ts(c.backend_tsval + 5, c.client_tsval).Payload(300));
+  h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(100)
+                             .Timestamps(c.backend_tsval + 5, c.client_tsval).PayloadFill(300, 'x'));
   const uint32_t base = c.cookie_isn + 1;
   Seen out;
   ASSERT_EQ(h_.Send(Side::kClient,
-                    c.C().Seq(c.client_isn + 1).Ack(base + 100).Win(c.client_win)
-                        .Ts(c.client_tsval + 1, c.synack_tsval + 5).Sack({base + 200, base + 300}),
+                    c.C().Seq(c.client_isn + 1).Ack(base + 100).Window(c.client_win)
+                        .Timestamps(c.client_tsval + 1, c.synack_tsval + 5).SackBlocks({base + 200, base + 300}),
                     &out),
             Verdict::kForward);
   const uint32_t bbase = c.backend_isn + 1;
@@ -593,14 +593,14 @@ TEST_P(WindowTest, WindowsAreRescaledBetweenLegs) {
   DriveToEstablished(h, &c);
   Seen out;
   ASSERT_EQ(h.Send(Side::kServer,
-                   c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(t.server_win)
-                       .Ts(c.backend_tsval, c.client_tsval),
+                   c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(t.server_win)
+                       .Timestamps(c.backend_tsval, c.client_tsval),
                    &out),
             Verdict::kForward);
   EXPECT_EQ(out.win(), t.expect_to_client);
   ASSERT_EQ(h.Send(Side::kClient,
-                   c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(t.client_win)
-                       .Ts(c.client_tsval, c.synack_tsval),
+                   c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(t.client_win)
+                       .Timestamps(c.client_tsval, c.synack_tsval),
                    &out),
             Verdict::kForward);
   EXPECT_EQ(out.win(), t.expect_to_server);
@@ -630,7 +630,7 @@ TEST_P(EngineTest, NoTimestampsMeansNoTimestampRewrite) {
   c.ts = false;
   DriveToEstablished(h_, &c);
   Seen out;
-  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Payload(10),
+  ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).PayloadFill(10, 'x'),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.seq(), c.cookie_isn + 1);
@@ -648,7 +648,7 @@ TEST_P(EngineTest, ClientSynOnLiveFlowIsPassedOnAndChallengeAckTranslated) {
   // The backend's challenge ACK is translated like any segment...
   Seen challenge;
   ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
-                                       .Ts(c.backend_tsval + 1, c.client_tsval),
+                                       .Timestamps(c.backend_tsval + 1, c.client_tsval),
                     &challenge),
             Verdict::kForward);
   EXPECT_EQ(challenge.seq(), c.cookie_isn + 1);
@@ -679,10 +679,10 @@ TEST_P(RstTest, RstIsCheckedAgainstTheReceiversWindow) {
   Conn c;
   DriveToEstablished(h, &c);
   // Both ends have spoken once, so both windows are known: 400 << 7 bytes.
-  h.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Win(400)
-                            .Ts(c.backend_tsval, c.client_tsval));
-  h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Win(400)
-                            .Ts(c.client_tsval, c.synack_tsval));
+  h.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1).Window(400)
+                            .Timestamps(c.backend_tsval, c.client_tsval));
+  h.Send(Side::kClient, c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1).Window(400)
+                            .Timestamps(c.client_tsval, c.synack_tsval));
   Seen out;
   Verdict v;
   if (t.from_client) {
@@ -728,7 +728,7 @@ TEST_P(EngineTest, InWindowRstExpiresFlowUnlessTrafficContinues) {
             Verdict::kForward);
   // The backend answers with a challenge ACK and the connection lives on.
   ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
-                                       .Ts(c.backend_tsval, c.client_tsval)),
+                                       .Timestamps(c.backend_tsval, c.client_tsval)),
             Verdict::kForward);
   h_.Advance(10 * kSec);
   EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
@@ -747,8 +747,8 @@ TEST_P(EngineTest, FourWayCloseEntersTimeWaitThenExpires) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
-  auto ts_c = [&](Seg s) { return s.Ts(c.client_tsval, c.synack_tsval); };
-  auto ts_s = [&](Seg s) { return s.Ts(c.backend_tsval, c.client_tsval); };
+  auto ts_c = [&](TcpPacket s) { return s.Timestamps(c.client_tsval, c.synack_tsval); };
+  auto ts_s = [&](TcpPacket s) { return s.Timestamps(c.backend_tsval, c.client_tsval); };
   EXPECT_EQ(h_.Send(Side::kClient, ts_c(c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck))),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kServer, ts_s(c.S().Seq(bs).Ack(cs + 1))), Verdict::kForward);
@@ -780,16 +780,16 @@ TEST_P(EngineTest, SimultaneousCloseEntersTimeWait) {
   DriveToEstablished(h_, &c);
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
   EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck)
-                                       .Ts(c.client_tsval, c.synack_tsval)),
+                                       .Timestamps(c.client_tsval, c.synack_tsval)),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Flags(kTcpFin | kTcpAck)
-                                       .Ts(c.backend_tsval, c.client_tsval)),
+                                       .Timestamps(c.backend_tsval, c.client_tsval)),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs + 1).Ack(ks + 1)
-                                       .Ts(c.client_tsval, c.synack_tsval)),
+                                       .Timestamps(c.client_tsval, c.synack_tsval)),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs + 1).Ack(cs + 1)
-                                       .Ts(c.backend_tsval, c.client_tsval)),
+                                       .Timestamps(c.backend_tsval, c.client_tsval)),
             Verdict::kForward);
   ASSERT_NE(h_.engine().FindFlow(c.key()), nullptr);
   EXPECT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
@@ -801,17 +801,17 @@ TEST_P(EngineTest, HalfCloseKeepsDataFlowingTheOtherWay) {
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
   // The client sends its request and shuts down writing.
   EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck | kTcpPsh)
-                                       .Payload(20).Ts(c.client_tsval, c.synack_tsval)),
+                                       .PayloadFill(20, 'x').Timestamps(c.client_tsval, c.synack_tsval)),
             Verdict::kForward);
   for (int i = 0; i < 3; ++i) {
     Seen out;
-    EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs + 1000 * i).Ack(cs + 21).Payload(1000)
-                                         .Ts(c.backend_tsval + i, c.client_tsval),
+    EXPECT_EQ(h_.Send(Side::kServer, c.S().Seq(bs + 1000 * i).Ack(cs + 21).PayloadFill(1000, 'x')
+                                         .Timestamps(c.backend_tsval + i, c.client_tsval),
                       &out),
               Verdict::kForward);
     EXPECT_EQ(out.seq(), ks + 1000 * i);
     EXPECT_EQ(h_.Send(Side::kClient, c.C().Seq(cs + 21).Ack(ks + 1000 * (i + 1))
-                                         .Ts(c.client_tsval, c.synack_tsval + i)),
+                                         .Timestamps(c.client_tsval, c.synack_tsval + i)),
               Verdict::kForward);
   }
   const Flow* f = h_.engine().FindFlow(c.key());
@@ -828,9 +828,9 @@ TEST_P(EngineTest, NewSynOnTimeWaitFlowGetsACookie) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
-  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck).Ts(c.client_tsval, c.synack_tsval));
-  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs + 1).Flags(kTcpFin | kTcpAck).Ts(c.backend_tsval, c.client_tsval));
-  h_.Send(Side::kClient, c.C().Seq(cs + 1).Ack(ks + 1).Ts(c.client_tsval, c.synack_tsval));
+  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck).Timestamps(c.client_tsval, c.synack_tsval));
+  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs + 1).Flags(kTcpFin | kTcpAck).Timestamps(c.backend_tsval, c.client_tsval));
+  h_.Send(Side::kClient, c.C().Seq(cs + 1).Ack(ks + 1).Timestamps(c.client_tsval, c.synack_tsval));
   ASSERT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
   Conn again = c;
   again.client_isn = cs + 100000;
@@ -850,9 +850,9 @@ TEST_P(EngineTest, IdleFlowIsRescheduledWhileActiveThenResetBothWays) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
-  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs).Payload(10).Ts(c.backend_tsval, c.client_tsval));
+  h_.Send(Side::kServer, c.S().Seq(bs).Ack(cs).PayloadFill(10, 'x').Timestamps(c.backend_tsval, c.client_tsval));
   h_.Advance(200 * kSec);
-  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks + 10).Ts(c.client_tsval, c.synack_tsval));
+  h_.Send(Side::kClient, c.C().Seq(cs).Ack(ks + 10).Timestamps(c.client_tsval, c.synack_tsval));
   h_.Advance(101 * kSec);  // 301 s after the start: the first timer fires, re-arms
   EXPECT_NE(h_.engine().FindFlow(c.key()), nullptr);
   EXPECT_TRUE(h_.emitted().empty());
@@ -879,8 +879,8 @@ TEST_P(EngineTest, IdleFlowIsRescheduledWhileActiveThenResetBothWays) {
 TEST_P(EngineTest, NonProtectedTrafficIsBridgedUnchanged) {
   std::vector<Frame> frames;
   // TCP to another port and to another address.
-  frames.push_back(Seg::FromClient(v6()).Ports(1234, 81).Flags(kTcpSyn).Build());
-  if (!v6()) frames.push_back(Seg::FromClient().Dst(kOtherV4).Flags(kTcpSyn).Build());
+  frames.push_back(FromClient(v6()).Ports(1234, 81).Flags(kTcpSyn).BuildFrame());
+  if (!v6()) frames.push_back(FromClient().DstAddr(kOtherV4).Flags(kTcpSyn).BuildFrame());
   // ARP.
   Frame arp;
   arp.len = 42;
@@ -889,7 +889,7 @@ TEST_P(EngineTest, NonProtectedTrafficIsBridgedUnchanged) {
   net::StoreBe16(arp.buf + 12, net::kEtherTypeArp);
   frames.push_back(arp);
   // UDP to the protected address (rewrite the protocol of a TCP frame).
-  Frame udp = Seg::FromClient(v6()).Payload(8).Build();
+  Frame udp = FromClient(v6()).PayloadFill(8, 'x').BuildFrame();
   net::PacketView v;
   ASSERT_EQ(net::ParseFrame(udp.buf, udp.len, &v), net::ParseError::kOk);
   v.ip()[v6() ? 6 : 9] = net::kIpProtoUdp;
@@ -906,7 +906,7 @@ TEST_P(EngineTest, NonProtectedTrafficIsBridgedUnchanged) {
 }
 
 TEST_P(EngineTest, FragmentsOfProtectedTrafficAreDropped) {
-  Frame f = Seg::FromClient(v6()).Payload(100).Build();
+  Frame f = FromClient(v6()).PayloadFill(100, 'x').BuildFrame();
   net::PacketView v;
   ASSERT_EQ(net::ParseFrame(f.buf, f.len, &v), net::ParseError::kOk);
   if (v6()) {
@@ -955,7 +955,7 @@ void InsertHeaderBeforeTcp(Frame* f, uint8_t type, const uint8_t* hdr, uint16_t 
 // a cookie (Linux processes such a fragment at once).
 TEST_P(EngineTest, FragmentsHidingTcpBehindExtensionHeadersAreDropped) {
   if (!v6()) GTEST_SKIP() << "IPv6 extension headers";
-  Frame f = ClientSyn(MakeConn()).Build();
+  Frame f = ClientSyn(MakeConn()).BuildFrame();
   const uint8_t chain[16] = {
       60, 0, 0, 0, 0, 0, 0, 7,                  // Fragment: offset 0, M=0, id 7
       net::kIpProtoTcp, 0, 1, 4, 0, 0, 0, 0,  // Destination Options: PadN
@@ -970,7 +970,7 @@ TEST_P(EngineTest, FragmentsHidingTcpBehindExtensionHeadersAreDropped) {
 // tell a SYN inside from anything else, and drops it for protected
 // addresses rather than pass a handshake it did not see.
 TEST_P(EngineTest, AuthenticationHeaderBeforeTcpIsDropped) {
-  Frame f = ClientSyn(MakeConn()).Build();
+  Frame f = ClientSyn(MakeConn()).BuildFrame();
   const uint8_t ah[12] = {net::kIpProtoTcp, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
   InsertHeaderBeforeTcp(&f, 51, ah, 12);
   EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
@@ -981,7 +981,7 @@ TEST_P(EngineTest, AuthenticationHeaderBeforeTcpIsDropped) {
 // Fragments that cannot carry TCP (UDP here) pass, even to a protected
 // address: the rule is about TCP, not about the address.
 TEST_P(EngineTest, UdpFragmentsToProtectedAddressesPass) {
-  Frame f = ClientSyn(MakeConn()).Build();
+  Frame f = ClientSyn(MakeConn()).BuildFrame();
   net::PacketView v;
   ASSERT_EQ(net::ParseFrame(f.buf, f.len, &v), net::ParseError::kOk);
   if (v6()) {
@@ -1006,7 +1006,7 @@ TEST_P(EngineTest, CorruptSplicedDataStaysDetectablyCorrupt) {
   Conn c = MakeConn();
   DriveToEstablished(h_, &c);
   Frame data = c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 1)
-                   .Ts(c.backend_tsval + 1, c.client_tsval).Payload(200).Build();
+                   .Timestamps(c.backend_tsval + 1, c.client_tsval).PayloadFill(200, 'x').BuildFrame();
   data.buf[data.len - 7] ^= 0x10;  // corrupt the payload after the checksum was made
   ASSERT_EQ(h_.Send(Side::kServer, data), Verdict::kForward);
   net::PacketView v;
@@ -1018,7 +1018,7 @@ TEST_P(EngineTest, CorruptSplicedDataStaysDetectablyCorrupt) {
   EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 0u);
 
   Frame fin = c.C().Seq(c.client_isn + 1).Ack(c.cookie_isn + 1)
-                  .Flags(kTcpFin | kTcpAck).Build();
+                  .Flags(kTcpFin | kTcpAck).BuildFrame();
   fin.buf[fin.len - 1] ^= 0x01;
   EXPECT_EQ(h_.Send(Side::kClient, fin), Verdict::kDrop);
   EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
@@ -1039,7 +1039,7 @@ TEST_P(EngineTest, CorruptAckOfAFinIsDropped) {
   ASSERT_EQ(h_.Send(Side::kServer, c.S().Seq(c.backend_isn + 1).Ack(c.client_isn + 2)
                                        .Flags(kTcpFin | kTcpAck)),
             Verdict::kForward);
-  Frame last = c.C().Seq(c.client_isn + 2).Ack(c.cookie_isn + 2).Flags(kTcpAck).Build();
+  Frame last = c.C().Seq(c.client_isn + 2).Ack(c.cookie_isn + 2).Flags(kTcpAck).BuildFrame();
   last.buf[last.len - 1] ^= 0x01;  // the window's low byte: checksum now wrong
   EXPECT_EQ(h_.Send(Side::kClient, last), Verdict::kDrop);
   EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
@@ -1049,12 +1049,12 @@ TEST_P(EngineTest, CorruptAckOfAFinIsDropped) {
 }
 
 TEST_P(EngineTest, BadChecksumsAreDropped) {
-  Frame f = ClientSyn(MakeConn()).Payload(10).Build();
+  Frame f = ClientSyn(MakeConn()).PayloadFill(10, 'x').BuildFrame();
   f.buf[f.len - 1] ^= 0x40;
   EXPECT_EQ(h_.Send(Side::kClient, f), Verdict::kDrop);
   EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 1u);
   if (!v6()) {
-    Frame g = ClientSyn(MakeConn()).Build();
+    Frame g = ClientSyn(MakeConn()).BuildFrame();
     g.buf[14 + 8] ^= 1;  // TTL: only the IPv4 header sum notices
     EXPECT_EQ(h_.Send(Side::kClient, g), Verdict::kDrop);
     EXPECT_EQ(h_.Count(Counter::k_drop_bad_checksum), 2u);
@@ -1087,7 +1087,7 @@ class StrayTest : public ::testing::TestWithParam<StrayCase> {};
 TEST_P(StrayTest, SegmentsWithoutAFlowAreDroppedWithTheirReason) {
   const StrayCase& t = GetParam();
   Harness h;
-  Seg s = t.from_client ? Seg::FromClient() : Seg::FromServer();
+  TcpPacket s = t.from_client ? FromClient() : FromServer();
   s.Seq(100).Ack(200).Flags(t.flags);
   EXPECT_EQ(h.Send(t.from_client ? Side::kClient : Side::kServer, s), Verdict::kDrop);
   EXPECT_EQ(h.Count(t.counter), 1u);
@@ -1115,22 +1115,22 @@ INSTANTIATE_TEST_SUITE_P(
 // Backend-initiated connections.
 
 TEST_P(EngineTest, BackendOpenedFlowIsPassedThroughUnchanged) {
-  auto same = [&](Side in, Seg s) {
-    Frame f = s.Build();
+  auto same = [&](Side in, TcpPacket s) {
+    Frame f = s.BuildFrame();
     Frame copy = f;
     EXPECT_EQ(h_.Send(in, f), Verdict::kForward);
     EXPECT_EQ(std::memcmp(f.buf, copy.buf, f.len), 0);
   };
-  same(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn).Mss(1460).Ws(7));
+  same(Side::kServer, FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn).Mss(1460).WindowScale(7));
   const Flow* f = h_.engine().FindFlow(KeyFor(v6()));
   ASSERT_NE(f, nullptr);
   EXPECT_TRUE(f->passthrough());
-  same(Side::kClient, Seg::FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck).Ws(7));
-  same(Side::kServer, Seg::FromServer(v6()).Seq(5001).Ack(9001).Payload(100));
-  same(Side::kClient, Seg::FromClient(v6()).Seq(9001).Ack(5101).Payload(50));
-  same(Side::kServer, Seg::FromServer(v6()).Seq(5101).Ack(9051).Flags(kTcpFin | kTcpAck));
-  same(Side::kClient, Seg::FromClient(v6()).Seq(9051).Ack(5102).Flags(kTcpFin | kTcpAck));
-  same(Side::kServer, Seg::FromServer(v6()).Seq(5102).Ack(9052));
+  same(Side::kClient, FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck).WindowScale(7));
+  same(Side::kServer, FromServer(v6()).Seq(5001).Ack(9001).PayloadFill(100, 'x'));
+  same(Side::kClient, FromClient(v6()).Seq(9001).Ack(5101).PayloadFill(50, 'x'));
+  same(Side::kServer, FromServer(v6()).Seq(5101).Ack(9051).Flags(kTcpFin | kTcpAck));
+  same(Side::kClient, FromClient(v6()).Seq(9051).Ack(5102).Flags(kTcpFin | kTcpAck));
+  same(Side::kServer, FromServer(v6()).Seq(5102).Ack(9052));
   f = h_.engine().FindFlow(KeyFor(v6()));
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->state, FlowState::kTimeWait);
@@ -1142,33 +1142,33 @@ TEST_P(EngineTest, BackendOpenedFlowIsPassedThroughUnchanged) {
 }
 
 TEST_P(EngineTest, SimultaneousOpenJoinsTheBackendsFlow) {
-  ASSERT_EQ(h_.Send(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
+  ASSERT_EQ(h_.Send(Side::kServer, FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
             Verdict::kForward);
   // RFC 9293 figure 8: the client's own SYN crosses the backend's.
   Seen out;
-  ASSERT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(9000).Ack(0).Flags(kTcpSyn), &out),
+  ASSERT_EQ(h_.Send(Side::kClient, FromClient(v6()).Seq(9000).Ack(0).Flags(kTcpSyn), &out),
             Verdict::kForward);
   EXPECT_EQ(out.seq(), 9000u);
   EXPECT_EQ(h_.Count(Counter::k_synack_sent), 0u);
   EXPECT_EQ(h_.Send(Side::kServer,
-                    Seg::FromServer(v6()).Seq(5000).Ack(9001).Flags(kTcpSyn | kTcpAck)),
+                    FromServer(v6()).Seq(5000).Ack(9001).Flags(kTcpSyn | kTcpAck)),
             Verdict::kForward);
   EXPECT_EQ(h_.Send(Side::kClient,
-                    Seg::FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck)),
+                    FromClient(v6()).Seq(9000).Ack(5001).Flags(kTcpSyn | kTcpAck)),
             Verdict::kForward);
-  EXPECT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(9001).Ack(5001).Payload(10)),
+  EXPECT_EQ(h_.Send(Side::kClient, FromClient(v6()).Seq(9001).Ack(5001).PayloadFill(10, 'x')),
             Verdict::kForward);
 }
 
 TEST_P(EngineTest, PassthroughRefusalRstTearsDown) {
-  ASSERT_EQ(h_.Send(Side::kServer, Seg::FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
+  ASSERT_EQ(h_.Send(Side::kServer, FromServer(v6()).Seq(5000).Ack(0).Flags(kTcpSyn)),
             Verdict::kForward);
   // A blind RST is not accepted...
-  EXPECT_EQ(h_.Send(Side::kClient, Seg::FromClient(v6()).Seq(1).Ack(77).Flags(kTcpRst | kTcpAck)),
+  EXPECT_EQ(h_.Send(Side::kClient, FromClient(v6()).Seq(1).Ack(77).Flags(kTcpRst | kTcpAck)),
             Verdict::kDrop);
   // ...the client's refusal (acking the SYN) is.
   EXPECT_EQ(h_.Send(Side::kClient,
-                    Seg::FromClient(v6()).Seq(0).Ack(5001).Flags(kTcpRst | kTcpAck)),
+                    FromClient(v6()).Seq(0).Ack(5001).Flags(kTcpRst | kTcpAck)),
             Verdict::kForward);
   EXPECT_EQ(h_.engine().FindFlow(KeyFor(v6())), nullptr);
 }
@@ -1177,71 +1177,12 @@ TEST(EnginePassthroughTest, FullTableForwardsUntracked) {
   EngineConfig cfg = DefaultConfig();
   cfg.flow_capacity = 1;
   Harness h(cfg);
-  ASSERT_EQ(h.Send(Side::kServer, Seg::FromServer().Seq(1).Ack(0).Flags(kTcpSyn)),
+  ASSERT_EQ(h.Send(Side::kServer, FromServer().Seq(1).Ack(0).Flags(kTcpSyn)),
             Verdict::kForward);
   ASSERT_EQ(h.Send(Side::kServer,
-                   Seg::FromServer().Ports(kServerPort, 1).Seq(1).Ack(0).Flags(kTcpSyn)),
+                   FromServer().Ports(kServerPort, 1).Seq(1).Ack(0).Flags(kTcpSyn)),
             Verdict::kForward);
   EXPECT_EQ(h.Count(Counter::k_passthrough_untracked), 1u);
-}
-
-// ---------------------------------------------------------------------------
-// Burst entry point.
-
-TEST(EngineBurstTest, BurstMatchesOneByOne) {
-  Harness single, burst;
-  std::vector<Frame> frames;
-  for (int i = 0; i < 40; ++i) {
-    Conn c;
-    c.client_port = static_cast<uint16_t>(41000 + i);
-    c.client_isn = 0xFFFFFFF0u + i;
-    switch (i % 4) {
-      case 0: frames.push_back(ClientSyn(c).Build()); break;
-      case 1: frames.push_back(c.C().Seq(5).Ack(6).Build()); break;  // bad cookie
-      case 2: frames.push_back(Seg::FromClient().Ports(1, 81).Build()); break;
-      default: {
-        Frame runt;
-        runt.len = 12;
-        frames.push_back(runt);
-      }
-    }
-  }
-  std::vector<Frame> copy = frames;
-  std::vector<Verdict> one;
-  for (Frame& f : frames) one.push_back(single.Send(Side::kClient, f));
-
-  std::vector<uint8_t*> ptrs;
-  std::vector<uint16_t> lens;
-  for (Frame& f : copy) {
-    ptrs.push_back(f.buf);
-    lens.push_back(f.len);
-  }
-  std::vector<Verdict> many(copy.size());
-  const uint16_t n = burst.engine().ProcessBurst(Side::kClient, ptrs.data(), lens.data(),
-                                                 kMaxFrame, static_cast<uint16_t>(copy.size()),
-                                                 burst.now(), many.data(), burst.out());
-  ASSERT_EQ(n, copy.size());
-  for (size_t i = 0; i < copy.size(); ++i) {
-    EXPECT_EQ(one[i], many[i]) << i;
-    EXPECT_EQ(frames[i].len, lens[i]);
-    EXPECT_EQ(std::memcmp(frames[i].buf, copy[i].buf, lens[i]), 0) << i;
-  }
-  EXPECT_EQ(single.Snapshot(), burst.Snapshot());
-}
-
-TEST(EngineBurstTest, BurstStopsWhenOutputIsNearlyFull) {
-  Harness h;
-  // Fill the Output so that less than one packet's worth is left.
-  for (size_t i = 0; i + kMaxEmittedPerPacket <= kMaxEmitted; ++i) {
-    h.out()->Commit(Side::kClient, 1);
-  }
-  Frame f = ClientSyn(Conn{}).Build();
-  uint8_t* ptrs[1] = {f.buf};
-  uint16_t lens[1] = {f.len};
-  Verdict verdicts[1];
-  EXPECT_EQ(h.engine().ProcessBurst(Side::kClient, ptrs, lens, kMaxFrame, 1, h.now(), verdicts,
-                                    h.out()),
-            0);
 }
 
 TEST(EngineConfigTest, CreateRejectsBadConfig) {

@@ -59,13 +59,13 @@ TEST_P(PolicyTest, FlowsOfARemovedServiceAreStillSplicedUntilTheyEnd) {
   Seen out;
   ASSERT_EQ(
       h_.Send(Side::kClient,
-              c.C().Seq(cs).Ack(ks).Payload(100).Ts(c.client_tsval + 1, c.synack_tsval), &out),
+              c.C().Seq(cs).Ack(ks).PayloadSize(100).Timestamps(c.client_tsval + 1, c.synack_tsval), &out),
       Verdict::kForward);
   EXPECT_EQ(out.ack(), bs);
   EXPECT_EQ(out.opts.tsecr, c.backend_tsval);
   ASSERT_EQ(
       h_.Send(Side::kServer,
-              c.S().Seq(bs).Ack(cs + 100).Payload(200).Ts(c.backend_tsval + 1, c.client_tsval + 1),
+              c.S().Seq(bs).Ack(cs + 100).PayloadSize(200).Timestamps(c.backend_tsval + 1, c.client_tsval + 1),
               &out),
       Verdict::kForward);
   EXPECT_EQ(out.seq(), ks);
@@ -79,16 +79,16 @@ TEST_P(PolicyTest, FlowsOfARemovedServiceAreStillSplicedUntilTheyEnd) {
                                        .Seq(cs + 100)
                                        .Ack(ks + 200)
                                        .Flags(kTcpFin | kTcpAck)
-                                       .Ts(c.client_tsval + 2, c.synack_tsval + 1)),
+                                       .Timestamps(c.client_tsval + 2, c.synack_tsval + 1)),
             Verdict::kForward);
   ASSERT_EQ(h_.Send(Side::kServer, c.S()
                                        .Seq(bs + 200)
                                        .Ack(cs + 101)
                                        .Flags(kTcpFin | kTcpAck)
-                                       .Ts(c.backend_tsval + 2, c.client_tsval + 2)),
+                                       .Timestamps(c.backend_tsval + 2, c.client_tsval + 2)),
             Verdict::kForward);
   ASSERT_EQ(h_.Send(Side::kClient,
-                    c.C().Seq(cs + 101).Ack(ks + 201).Ts(c.client_tsval + 3, c.synack_tsval + 2)),
+                    c.C().Seq(cs + 101).Ack(ks + 201).Timestamps(c.client_tsval + 3, c.synack_tsval + 2)),
             Verdict::kForward);
   EXPECT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
   h_.Advance(6 * kSec);
@@ -146,8 +146,8 @@ TEST_P(PolicyTest, ARemovedServiceProtectedAgainIsAnsweredAgain) {
                     c.C()
                         .Seq(c.client_isn + 1)
                         .Ack(c.cookie_isn + 1)
-                        .Payload(5)
-                        .Ts(c.client_tsval + 1, c.synack_tsval),
+                        .PayloadSize(5)
+                        .Timestamps(c.client_tsval + 1, c.synack_tsval),
                     &out),
             Verdict::kForward);
   EXPECT_EQ(out.ack(), c.backend_isn + 1);
@@ -160,16 +160,16 @@ TEST_P(PolicyTest, ASynOnATimeWaitTupleOfARemovedServiceIsBridged) {
   ASSERT_EQ(
       h_.Send(
           Side::kClient,
-          c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck).Ts(c.client_tsval + 1, c.synack_tsval)),
+          c.C().Seq(cs).Ack(ks).Flags(kTcpFin | kTcpAck).Timestamps(c.client_tsval + 1, c.synack_tsval)),
       Verdict::kForward);
   ASSERT_EQ(h_.Send(Side::kServer, c.S()
                                        .Seq(bs)
                                        .Ack(cs + 1)
                                        .Flags(kTcpFin | kTcpAck)
-                                       .Ts(c.backend_tsval + 1, c.client_tsval + 1)),
+                                       .Timestamps(c.backend_tsval + 1, c.client_tsval + 1)),
             Verdict::kForward);
   ASSERT_EQ(h_.Send(Side::kClient,
-                    c.C().Seq(cs + 1).Ack(ks + 1).Ts(c.client_tsval + 2, c.synack_tsval + 1)),
+                    c.C().Seq(cs + 1).Ack(ks + 1).Timestamps(c.client_tsval + 2, c.synack_tsval + 1)),
             Verdict::kForward);
   ASSERT_EQ(h_.engine().FindFlow(c.key())->state, FlowState::kTimeWait);
   h_.engine().Reconfigure(Moved());
