@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<SynRateLimiter>> SynRateLimiter::Create(uint32_t 
   return l;
 }
 
-SynRateLimiter::SynRateLimiter(uint32_t buckets, uint64_t seed) : mask_(buckets - 1), seed_(seed) {}
+SynRateLimiter::SynRateLimiter(uint32_t buckets, uint64_t seed)
+    : mask_(buckets - 1), seed_(seed), seed2_((seed << 29 | seed >> 35) ^ flow::internal::kP1) {}
 
 void SynRateLimiter::Configure(uint32_t rate, uint8_t prefix_v4, uint8_t prefix_v6) {
   if (rate == 0) {

@@ -96,10 +96,14 @@ class SynRateLimiter {
       std::memcpy(&a, addr, 4);
       w0 = a & mask_v4_;
     }
-    // The flow table's keyed multiply-fold hash, under a seed of this
-    // limiter's own; the family is hashed so v4 and v6 never share by
-    // construction.
-    const uint64_t h = flow::HashFlowWords(w0, w1, addr_len, 0, 0, seed_);
+    // The flow table's keyed multiply-fold (flow_key.h says why a secret
+    // seed is what matters, not a PRF), one round for a key of at most two
+    // words, then its avalanche; a seed of this limiter's own. The family
+    // is in the key, so an IPv4 and an IPv6 prefix differ in it.
+    using flow::internal::Finish;
+    using flow::internal::Mix;
+    const uint64_t h =
+        Finish(Mix(w0 ^ seed_ ^ flow::internal::kP0, w1 ^ seed2_ ^ (uint64_t{addr_len} << 56)));
     return static_cast<uint32_t>(h >> 32) & mask_;
   }
 
@@ -113,6 +117,7 @@ class SynRateLimiter {
   std::unique_ptr<uint64_t[]> tat_;  // per bucket: theoretical arrival time (ns), 0 = idle
   uint32_t mask_;
   uint64_t seed_;
+  uint64_t seed2_;                  // a second use of the seed for the second word
   uint64_t interval_ns_ = 0;        // 1 s / rate; 0 = off
   uint64_t tolerance_ns_ = 0;       // (burst - 1) * interval
   uint32_t mask_v4_ = 0xffffffffu;  // prefix masks in address byte order, as native words
