@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -42,6 +43,7 @@
 #include "moat/dataplane/metrics.h"
 #include "moat/dataplane/report.h"
 #include "moat/proxy/config.h"
+#include "moat/proxy/engine.h"
 
 // The command-line contract (docs/design.md): these names are relied on.
 DEFINE_uint32(client_port, 0, "ethdev port facing the clients (EAL probe order)");
@@ -67,7 +69,15 @@ DEFINE_uint32(tx_desc, 1024, "TX descriptors per queue");
 DEFINE_uint32(pool_mbufs, 0,
               "mbufs per NUMA socket; 0 = sized from the rings (raise for net_pcap infinite_rx)");
 DEFINE_uint32(burst, 32, "RX burst size (1-64)");
-DEFINE_uint32(tx_drain_us, 100, "flush TX buffers at least this often (microseconds)");
+// TX flush policy (lib/dataplane/frame_path.h): a TX buffer goes out when
+// it holds a full burst, and at the end of every poll round in which some
+// RX queue returned less than a full burst, so at low rates a frame leaves
+// in the round it arrived in. Only while every RX queue keeps returning
+// full bursts do partial buffers wait for more, at most this long.
+DEFINE_uint32(tx_drain_us, 100,
+              "at full load (every RX queue returning full bursts), the longest a frame waits "
+              "in a partly filled TX buffer (microseconds); below full load frames leave in the "
+              "poll round they arrived in");
 DEFINE_uint32(idle_sleep_us, 0,
               "when > 0, an idle worker sleeps this long instead of busy-polling "
               "(small machines; adds up to this much latency)");
@@ -80,6 +90,19 @@ DEFINE_uint32(time_wait_ms, 5000, "how long a closed flow lingers (late segments
 DEFINE_uint32(idle_timeout_s, 300, "established flows idle this long are reset and removed");
 DEFINE_uint32(half_closed_timeout_s, 60, "half-closed flows idle this long are removed");
 DEFINE_uint32(key_rotation_s, 3600, "cookie key rotation period (the previous key stays valid)");
+DEFINE_uint32(syn_cache_entries, 4096,
+              "pending handshakes per worker whose exact options the SYN cache keeps "
+              "(64 B each, rounded up to buckets of 8); 0 = cookies only");
+DEFINE_uint32(syn_flood_rate, 20000,
+              "SYNs per second per worker above which it answers with cookies only "
+              "(also when the SYN cache is 75% full); back after a calm second below a "
+              "quarter of it");
+DEFINE_bool(fastopen, false,
+            "TCP Fast Open (RFC 7413) for the protected services: cookies in SYN-ACKs, and "
+            "data in a SYN with a valid cookie goes to the backend one round trip early. "
+            "Only for services whose first request is idempotent (README)");
+DEFINE_uint32(fastopen_max_pending, 1024,
+              "Fast Open flows per worker that may wait for their backend at once");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
 // Anti-reflection and lists (reloadable).
@@ -262,6 +285,10 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   ec->half_closed_timeout_s = FLAGS_half_closed_timeout_s;
   ec->key_rotation_s = FLAGS_key_rotation_s;
   ec->verify_checksums = FLAGS_verify_checksums;
+  ec->syn_cache_entries = FLAGS_syn_cache_entries;
+  ec->syn_flood_rate = FLAGS_syn_flood_rate;
+  ec->fastopen = FLAGS_fastopen;
+  ec->fastopen_max_pending = FLAGS_fastopen_max_pending;
   ec->synack_rate = FLAGS_synack_rate;
   ec->synack_prefix_v4 = static_cast<uint8_t>(FLAGS_synack_prefix_v4);
   ec->synack_prefix_v6 = static_cast<uint8_t>(FLAGS_synack_prefix_v6);
@@ -682,6 +709,14 @@ int main(int argc, char** argv) {
   MOAT_LOG(INFO, "protecting %s: client port %u, server port %u, %zu worker(s)",
            FLAGS_protect.c_str(), dp_config.client_port, dp_config.server_port,
            (*dp)->workers().size());
+  MOAT_LOG(INFO,
+           "per worker: %.1f MiB of engine state (%u flows, %u held slots), SYN cache %u "
+           "entries in %.1f KiB, cookie-only above %u SYN/s",
+           static_cast<double>(moat::proxy::Engine::MemoryBytes(engine_config)) / (1 << 20),
+           engine_config.flow_capacity, engine_config.held_slots,
+           engine_config.syn_cache_entries,
+           static_cast<double>(moat::proxy::Engine::SynCacheBytes(engine_config)) / 1024,
+           engine_config.syn_flood_rate);
   std::printf("moat: running (Ctrl-C to stop)\n");
   std::fflush(stdout);
 
@@ -689,6 +724,9 @@ int main(int argc, char** argv) {
   moat::dataplane::StatsReporter reporter(dp->get());
   const uint64_t period_ms = static_cast<uint64_t>(FLAGS_stats_period) * 1000;
   uint64_t since_ms = 0;
+  // Each worker's SYN-cache mode, logged once per change (the workers only
+  // set a gauge; nothing logs on the packet path).
+  std::vector<uint64_t> cookie_mode((*dp)->workers().size(), 0);
   while (!g_quit) {
     timespec ts{0, 50 * 1000 * 1000};
     nanosleep(&ts, nullptr);
@@ -697,6 +735,17 @@ int main(int argc, char** argv) {
       reloader->Reload();
     }
     since_ms += 50;
+    for (size_t w = 0; w < cookie_mode.size(); ++w) {
+      const auto& st = (*dp)->workers()[w]->engine_stats();
+      const uint64_t mode = st.Load(moat::proxy::Counter::k_syn_cache_cookie_mode);
+      if (mode == cookie_mode[w]) continue;
+      cookie_mode[w] = mode;
+      MOAT_LOG(NOTICE, "worker %zu: %s (SYN cache %" PRIu64 " entries, %" PRIu64 " switches)", w,
+               mode ? "SYN flood: answering with cookies only" : "calm: SYN cache on again",
+               st.Load(moat::proxy::Counter::k_syn_cache_entries),
+               st.Load(moat::proxy::Counter::k_syn_cache_to_cookie) +
+                   st.Load(moat::proxy::Counter::k_syn_cache_to_cache));
+    }
     if (period_ms != 0 && since_ms >= period_ms) {
       reporter.Print(stdout, /*final=*/false);
       since_ms = 0;

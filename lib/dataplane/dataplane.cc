@@ -120,8 +120,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     ec.hash_seed = rte_rand();
     auto e = proxy::Engine::Create(ec, now);
     if (!e.ok()) return e.status();
-    const int socket = static_cast<int>(rte_lcore_to_socket_id(dp->lcores_[q]));
-    auto w = Worker::Create(q, q, port_ids, queue_pools[q], socket, wc, *std::move(e));
+    auto w = Worker::Create(q, q, port_ids, queue_pools[q], wc, *std::move(e));
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));
   }

@@ -42,6 +42,44 @@ void PrintCounters(std::FILE* out, const CounterSnapshot& s, bool all) {
   }
 }
 
+// -Dstage_cycles=true builds: where each worker's TSC cycles went, per
+// frame received, summed over workers. "other" is the loop itself (the
+// round's clock reads, the stop flag) and anything between stages; "loop"
+// is the whole Run() loop, so the lines add up to it. One line per stage,
+// "stage NAME CYCLES_PER_FRAME ITEMS", for bench/throughput/run --stages.
+[[maybe_unused]] void PrintStageCycles(std::FILE* out, const Dataplane& dp) {
+  StageStats sum;
+  uint64_t frames = 0;
+  for (const auto& w : dp.workers()) {
+    const StageStats& s = w->stage_stats();
+    for (size_t i = 0; i < kNumStages; ++i) {
+      sum.cycles[i] += s.cycles[i];
+      sum.items[i] += s.items[i];
+    }
+    sum.loop_cycles += s.loop_cycles;
+    sum.rounds += s.rounds;
+    frames += w->stats().Load(DpCounter::k_rx_frames);
+  }
+  const double per = frames != 0 ? 1.0 / static_cast<double>(frames) : 0;
+  std::fprintf(
+      out,
+      "  worker cycles per received frame (%" PRIu64 " frames, %" PRIu64
+      " rounds, %.1f frames/round)\n",
+      frames, sum.rounds,
+      sum.rounds != 0 ? static_cast<double>(frames) / static_cast<double>(sum.rounds) : 0.0);
+  uint64_t staged = 0;
+  for (size_t i = 0; i < kNumStages; ++i) {
+    staged += sum.cycles[i];
+    std::fprintf(out, "    stage %-10s %8.1f %12" PRIu64 "   %s\n", kStageNames[i],
+                 static_cast<double>(sum.cycles[i]) * per, sum.items[i], kStageHelp[i]);
+  }
+  const uint64_t other = sum.loop_cycles > staged ? sum.loop_cycles - staged : 0;
+  std::fprintf(out, "    stage %-10s %8.1f %12u   %s\n", "other", static_cast<double>(other) * per,
+               0u, "the loop and clock reads between stages");
+  std::fprintf(out, "    stage %-10s %8.1f %12" PRIu64 "   %s\n", "loop",
+               static_cast<double>(sum.loop_cycles) * per, frames, "the whole worker loop");
+}
+
 std::atomic<const Dataplane*> g_dp{nullptr};
 
 void FillDict(const CounterSnapshot& s, rte_tel_data* d) {
@@ -165,6 +203,7 @@ void StatsReporter::Print(std::FILE* out, bool final) {
       std::fprintf(out, "  worker %u (queue %u): %u flows in table\n", w->index(), w->queue(),
                    w->flow_count());
     }
+    if constexpr (kStageCycles) PrintStageCycles(out, *dp_);
   }
   std::fprintf(out, "  ##########################################################################\n");
   std::fflush(out);

@@ -2,10 +2,7 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
-#include <rte_malloc.h>
 #include <rte_mbuf.h>
-#include <rte_memcpy.h>
-#include <rte_prefetch.h>
 
 #include <algorithm>
 #include <ctime>
@@ -25,6 +22,16 @@ const char* const kDataplaneCounterHelp[kNumDataplaneCounters] = {
     MOAT_DATAPLANE_COUNTERS(MOAT_DP_HELP)
 #undef MOAT_DP_HELP
 };
+const char* const kStageNames[kNumStages] = {
+#define MOAT_STAGE_NAME(name, help) #name,
+    MOAT_STAGES(MOAT_STAGE_NAME)
+#undef MOAT_STAGE_NAME
+};
+const char* const kStageHelp[kNumStages] = {
+#define MOAT_STAGE_HELP(name, help) help,
+    MOAT_STAGES(MOAT_STAGE_HELP)
+#undef MOAT_STAGE_HELP
+};
 
 namespace {
 
@@ -40,38 +47,35 @@ inline uint64_t RealtimeNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// TX buffer error callback: the queue stayed full. The frames are freed
-// and counted; TCP on both ends retransmits them.
-void OnTxUnsent(rte_mbuf** pkts, uint16_t unsent, void* userdata) {
-  rte_pktmbuf_free_bulk(pkts, unsent);
-  static_cast<DataplaneStats*>(userdata)->Inc(DpCounter::k_drop_tx_full, unsent);
+FramePath::Config PathConfig(uint16_t queue, const uint16_t port_ids[2], rte_mempool* pool,
+                             const WorkerConfig& config) {
+  FramePath::Config c;
+  c.port_ids[0] = port_ids[0];
+  c.port_ids[1] = port_ids[1];
+  c.queue = queue;
+  c.pool = pool;
+  c.burst = config.burst;
+  c.drain_tsc = std::max<uint64_t>(1, rte_get_tsc_hz() / 1000000 * config.tx_drain_us);
+  return c;
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(unsigned index, uint16_t queue,
                                                        const uint16_t port_ids[2],
-                                                       rte_mempool* pool, int socket,
+                                                       rte_mempool* pool,
                                                        const WorkerConfig& config,
                                                        std::unique_ptr<proxy::Engine> engine) {
   if (config.burst == 0 || config.burst > kMaxBurst) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--burst=%u: must be in [1, %u]", config.burst, kMaxBurst));
   }
-  std::unique_ptr<Worker> w(
-      new Worker(index, queue, port_ids, pool, config, std::move(engine)));
-  for (int side = 0; side < 2; ++side) {
-    w->txb_[side] = static_cast<rte_eth_dev_tx_buffer*>(
-        rte_zmalloc_socket("moat_txb", RTE_ETH_TX_BUFFER_SIZE(config.burst), 0, socket));
-    if (w->txb_[side] == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "worker %u: cannot allocate its TX buffer on socket %d (hugepage memory)", index,
-          socket));
-    }
-    rte_eth_tx_buffer_init(w->txb_[side], config.burst);
-    rte_eth_tx_buffer_set_err_callback(w->txb_[side], OnTxUnsent, &w->stats_);
+  if (pool == nullptr || engine == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("worker %u: needs an mbuf pool and an engine", index));
   }
-  return w;
+  return std::unique_ptr<Worker>(
+      new Worker(index, queue, port_ids, pool, config, std::move(engine)));
 }
 
 Worker::Worker(unsigned index, uint16_t queue, const uint16_t port_ids[2], rte_mempool* pool,
@@ -79,115 +83,42 @@ Worker::Worker(unsigned index, uint16_t queue, const uint16_t port_ids[2], rte_m
     : index_(index),
       queue_(queue),
       port_ids_{port_ids[0], port_ids[1]},
-      pool_(pool),
       config_(config),
+      tick_tsc_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000000 * config.tick_us)),
+      last_tick_(rte_rdtsc()),
       engine_(std::move(engine)),
-      out_(std::make_unique<proxy::Output>()) {}
+      out_(std::make_unique<proxy::Output>()),
+      path_(PathConfig(queue, port_ids, pool, config), &stats_, &timer_) {}
 
-Worker::~Worker() {
-  for (auto* b : txb_) {
-    if (b != nullptr) {
-      rte_pktmbuf_free_bulk(b->pkts, b->length);
-      rte_free(b);
-    }
-  }
-}
-
-void Worker::Send(Side out, rte_mbuf* m) {
-  const int s = static_cast<int>(out);
-  stats_.Inc(DpCounter::k_tx_frames);
-  rte_eth_tx_buffer(port_ids_[s], queue_, txb_[s], m);
-}
-
-void Worker::FlushAll() {
-  for (int s = 0; s < 2; ++s) rte_eth_tx_buffer_flush(port_ids_[s], queue_, txb_[s]);
-}
-
-void Worker::DrainGenerated() {
-  const size_t n = out_->size();
-  if (n == 0) return;
-  rte_mbuf* ms[proxy::kMaxEmitted];
-  if (rte_pktmbuf_alloc_bulk(pool_, ms, static_cast<unsigned>(n)) != 0) {
-    // The pool is sized for full rings plus bursts, so this means frames
-    // are stuck somewhere; the peers retransmit, the engine's timers retry.
-    stats_.Inc(DpCounter::k_drop_generated_nombuf, n);
-    out_->Clear();
-    return;
-  }
-  for (size_t i = 0; i < n; ++i) {
-    const proxy::Emitted e = (*out_)[i];
-    char* d = rte_pktmbuf_append(ms[i], e.len);
-    if (d == nullptr) {  // cannot happen: kMaxFrame fits the default data room
-      rte_pktmbuf_free(ms[i]);
-      stats_.Inc(DpCounter::k_drop_generated_nombuf);
-      continue;
-    }
-    rte_memcpy(d, e.data, e.len);
-    Send(e.out, ms[i]);
-  }
-  stats_.Inc(DpCounter::k_frames_generated, n);
-  out_->Clear();
-}
+Worker::~Worker() = default;
 
 uint16_t Worker::Poll(Side in, uint64_t now_ns) {
   rte_mbuf* pkts[kMaxBurst];
-  const uint16_t n = rte_eth_rx_burst(port_ids_[static_cast<int>(in)], queue_, pkts,
-                                      config_.burst);
-  if (n == 0) return 0;
+  timer_.Start();
+  const uint16_t n = rte_eth_rx_burst(port_ids_[static_cast<int>(in)], queue_, pkts, config_.burst);
+  if (n == 0) {
+    timer_.Lap(Stage::k_rx_empty, 1);
+    return 0;
+  }
   stats_.Inc(DpCounter::k_rx_frames, n);
 
   uint8_t* frames[kMaxBurst];
   uint16_t lens[kMaxBurst];
   Verdict verdicts[kMaxBurst];
-  uint16_t k = 0;
-  uint16_t capacity = UINT16_MAX;
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    if (m->nb_segs != 1) {
-      // The engine works on contiguous frames; RX scatter is never enabled,
-      // so only an oversized frame arrives chained.
-      rte_pktmbuf_free(m);
-      stats_.Inc(DpCounter::k_drop_multiseg);
-      continue;
-    }
-    pkts[k] = m;
-    frames[k] = rte_pktmbuf_mtod(m, uint8_t*);
-    lens[k] = m->data_len;
-    capacity = std::min<uint16_t>(capacity, m->buf_len - m->data_off);
-    ++k;
-  }
+  uint16_t capacity;
+  const uint16_t k = path_.Gather(pkts, n, frames, lens, &capacity);
+  timer_.Lap(Stage::k_rx, n);
 
-  const Side other = proxy::Other(in);
   uint16_t done = 0;
   while (done < k) {
     const uint16_t p = engine_->ProcessBurst(in, frames + done, lens + done, capacity, k - done,
                                              now_ns, verdicts + done, out_.get());
-    // Generated frames first: a backend's third ACK must precede anything
-    // the same burst forwards after it.
-    DrainGenerated();
-    for (uint16_t j = done; j < done + p; ++j) {
-      rte_mbuf* m = pkts[j];
-      switch (verdicts[j]) {
-        case Verdict::kForward:
-          m->data_len = lens[j];
-          m->pkt_len = lens[j];
-          Send(other, m);
-          break;
-        case Verdict::kReflect:
-          m->data_len = lens[j];
-          m->pkt_len = lens[j];
-          Send(in, m);
-          break;
-        case Verdict::kDrop:
-        case Verdict::kConsumed:
-          rte_pktmbuf_free(m);
-          break;
-      }
-    }
+    timer_.Lap(Stage::k_engine, p);
+    path_.Apply(in, pkts + done, lens + done, verdicts + done, p, out_.get());
     if (p == 0) {
-      // Only possible if *out_ had no room, and it was just drained; never
-      // spin on it.
-      for (uint16_t j = done; j < k; ++j) rte_pktmbuf_free(pkts[j]);
+      // Only possible if *out_ had no room, and Apply just drained it;
+      // never spin on it.
+      path_.Free(pkts + done, k - done);
       break;
     }
     done += p;
@@ -198,39 +129,43 @@ uint16_t Worker::Poll(Side in, uint64_t now_ns) {
 void Worker::RunTimers(uint64_t now_ns) {
   // A timer storm (thousands of flows expiring in one tick) is spread over
   // later ticks rather than stalling the RX rings.
+  timer_.Start();
   for (int round = 0; round < 64; ++round) {
     const bool more = engine_->Tick(now_ns, out_.get());
-    DrainGenerated();
+    timer_.Lap(Stage::k_timers, 1);
+    path_.SendGenerated(out_.get());
     if (!more) break;
   }
 }
 
+uint16_t Worker::RunRound(uint64_t tsc, uint64_t now_ns) {
+  // A reload takes effect here, between two rounds of bursts.
+  if (channel_ != nullptr) channel_->PickUp(index_, engine_.get());
+  const uint16_t nc = Poll(Side::kClient, now_ns);
+  const uint16_t ns = Poll(Side::kServer, now_ns);
+  if (tsc - last_tick_ >= tick_tsc_) {
+    RunTimers(now_ns);
+    last_tick_ = tsc;
+  }
+  timer_.Start();
+  path_.EndRound(nc == config_.burst && ns == config_.burst, tsc);
+  timer_.Lap(Stage::k_tx, 0);
+  return nc + ns;
+}
+
 void Worker::Run(const volatile bool* stop) {
-  const uint64_t hz = rte_get_tsc_hz();
-  const uint64_t drain_tsc = std::max<uint64_t>(1, hz / 1000000 * config_.tx_drain_us);
-  const uint64_t tick_tsc = std::max<uint64_t>(1, hz / 1000000 * config_.tick_us);
-  uint64_t last_drain = rte_rdtsc();
-  uint64_t last_tick = last_drain;
   uint32_t idle_rounds = 0;
+  const uint64_t loop_start = rte_rdtsc();
   while (!*stop) {
-    // A reload takes effect here, between two rounds of bursts.
-    if (channel_ != nullptr) channel_->PickUp(index_, engine_.get());
     const uint64_t now_ns = RealtimeNs();
-    const uint16_t n = Poll(Side::kClient, now_ns) + Poll(Side::kServer, now_ns);
     const uint64_t tsc = rte_rdtsc();
-    if (tsc - last_tick >= tick_tsc) {
-      RunTimers(now_ns);
-      last_tick = tsc;
-    }
-    if (tsc - last_drain >= drain_tsc) {
-      FlushAll();
-      last_drain = tsc;
-    }
+    const uint16_t n = RunRound(tsc, now_ns);
+    if constexpr (kStageCycles) ++stages_.rounds;
     if (n == 0 && config_.idle_sleep_us != 0) {
       // A few empty rounds in a row before sleeping, so a burst that is
       // merely spread out does not pay the sleep.
       if (++idle_rounds >= 16) {
-        FlushAll();
+        path_.FlushAll(tsc);
         rte_delay_us_sleep(config_.idle_sleep_us);
         stats_.Inc(DpCounter::k_idle_sleeps);
       }
@@ -238,7 +173,8 @@ void Worker::Run(const volatile bool* stop) {
       idle_rounds = 0;
     }
   }
-  FlushAll();
+  path_.FlushAll(rte_rdtsc());
+  if constexpr (kStageCycles) stages_.loop_cycles += rte_rdtsc() - loop_start;
 }
 
 }  // namespace moat::dataplane

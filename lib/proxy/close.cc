@@ -113,7 +113,7 @@ Verdict Engine::ReuseTimeWait(Flow* f, Side in, Parsed* p, Frame frame, uint64_t
                               Output* out) {
   RemoveFlow(f);
   stats_.Inc(Counter::k_time_wait_reuse);
-  return in == Side::kClient ? AnswerSyn(p->v, frame, now_ns, out) : BackendOpens(p, now_ns);
+  return in == Side::kClient ? AnswerSyn(p, frame, now_ns, out) : BackendOpens(p, now_ns);
 }
 
 bool Engine::SendRst(const Flow* f, Side to, SeqNum seq, SeqNum ack, bool with_ack,
@@ -158,7 +158,16 @@ bool Engine::Tick(uint64_t now_ns, Output* out) {
   if (budget == 0) return true;
   const size_t fired = wheel_->Advance(
       now_ns, [&](uint32_t id) { OnTimer(id, now_ns, out); }, budget);
-  return fired == budget;
+  if (fired == budget) return true;
+  FastOpenTick();
+  if (syn_cache_ == nullptr) return false;
+  // SYN cache: the mode's calm windows pass without SYNs too; then the
+  // SYN-ACK retransmissions, one frame each (syn_answer.cc).
+  if (flood_.OnTick(now_ns, syn_cache_->size(), syn_cache_->capacity())) ModeChanged();
+  const size_t room = out->room();
+  if (room == 0) return true;
+  return syn_cache_->Advance(
+             now_ns, [&](uint32_t id) { OnSynCacheTimer(id, now_ns, out); }, room) == room;
 }
 
 void Engine::OnTimer(uint32_t id, uint64_t now_ns, Output* out) {

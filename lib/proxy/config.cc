@@ -1,4 +1,5 @@
 #include "moat/proxy/config.h"
+#include "moat/proxy/syn_cache.h"
 
 #include <arpa/inet.h>
 
@@ -249,6 +250,20 @@ absl::Status ValidateConfig(const EngineConfig& c) {
     return s;
   }
   if (absl::Status s = CheckRange("held_slots", c.held_slots, 1, 1u << 20); !s.ok()) return s;
+  if (absl::Status s = CheckRange("syn_cache_entries", c.syn_cache_entries, 0,
+                                  SynCache::kMaxEntries, "0 turns the SYN cache off");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("syn_flood_rate", c.syn_flood_rate, 40, 100'000'000,
+                                  "SYNs per second per worker");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("fastopen_max_pending", c.fastopen_max_pending, 1, 1u << 20);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckRange("backend_syn_rto_ms", c.backend_syn_rto_ms, 10, 60000);
       !s.ok()) {
     return s;

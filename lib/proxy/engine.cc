@@ -60,17 +60,35 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
   if (!limiter.ok()) return limiter.status();
   e->limiter_ = std::move(*limiter);
   e->limiter_->Configure(config.synack_rate, config.synack_prefix_v4, config.synack_prefix_v6);
+  if (config.syn_cache_entries != 0) {
+    auto cache = SynCache::Create(config.syn_cache_entries, now_ns);
+    if (!cache.ok()) return cache.status();
+    e->syn_cache_ = std::move(*cache);
+  }
   return e;
 }
 
 Engine::Engine(const EngineConfig& config, uint64_t now_ns)
     : config_(config),
       keys_(config.secret, static_cast<uint64_t>(config.key_rotation_s) * kNsPerSec),
-      codec_(&keys_) {
+      codec_(&keys_),
+      flood_(config.syn_flood_rate, config.syn_flood_rate / 4, now_ns),
+      tfo_(&keys_) {
   keys_.Refresh(now_ns);
 }
 
 Engine::~Engine() = default;
+
+uint64_t Engine::SynCacheBytes(const EngineConfig& config) {
+  return config.syn_cache_entries == 0 ? 0 : SynCache::MemoryBytes(config.syn_cache_entries);
+}
+
+uint64_t Engine::MemoryBytes(const EngineConfig& config) {
+  // The timer wheel: a 32-byte node per flow plus its list heads.
+  return flow::FlowTable<Flow>::MemoryBytes(config.flow_capacity) +
+         uint64_t{config.flow_capacity} * 32 + (2ull * kWheelSlots + 1) * 4 +
+         HeldPool::MemoryBytes(config.held_slots) + SynCacheBytes(config) + sizeof(Engine);
+}
 
 const Flow* Engine::FindFlow(const flow::FlowKey& key) {
   return table_->Find(key, table_->Hash(key));
@@ -107,6 +125,8 @@ void Engine::Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p) {
   if (p->kind == SegmentKind::kSyn && in == Side::kClient && limiter_->enabled()) {
     limiter_->Prefetch(v.addr_len(), v.src_addr());  // AdmitSyn's bucket
   }
+  // SYNs and handshake ACKs look at the SYN cache's signature row too.
+  if (syn_cache_ != nullptr && in == Side::kClient) syn_cache_->Prefetch(p->hash);
 }
 
 Verdict Engine::Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity,
@@ -256,6 +276,7 @@ Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_n
 }
 
 void Engine::RemoveFlow(Flow* f) {
+  FastOpenDone(f);
   wheel_->Cancel(table_->IndexOf(f));
   held_->Free(f);
   table_->Erase(f);

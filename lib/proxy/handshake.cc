@@ -30,7 +30,7 @@ using net::SeqNum;
 Verdict Engine::ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out) {
   switch (p->kind) {
     case SegmentKind::kSyn:
-      return AnswerSyn(p->v, frame, now_ns, out);
+      return AnswerSyn(p, frame, now_ns, out);
     case SegmentKind::kAck:
     case SegmentKind::kFin:
       return CheckCookie(p, now_ns, out);
@@ -42,69 +42,39 @@ Verdict Engine::ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* ou
   }
 }
 
-Verdict Engine::AnswerSyn(PacketView& v, Frame frame, uint64_t now_ns, Output* out) {
+Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) {
   stats_.Inc(Counter::k_syn_received);
+  PacketView& v = p->v;
   // Deny list and anti-reflection rate limit (rate_limit.cc).
   if (!AdmitSyn(v, now_ns)) return Verdict::kDrop;
   const net::TcpOptions& opts = v.opts;
-  if (v.payload_len != 0 || opts.has_fastopen) {
+  SynAsk ask = AskFromSyn(v);
+  if (config_.fastopen && opts.has_fastopen) {
+    // RFC 7413: a cookie request gets a cookie; a valid cookie with data
+    // opens the flow now (fastopen.cc).
+    Verdict verdict;
+    if (FastOpenSyn(p, &ask, frame, now_ns, out, &verdict)) return verdict;
+  }
+  if (v.payload_len != 0 || (opts.has_fastopen && !config_.fastopen)) {
     // RFC 7413 §3: a server that does not accept the Fast Open cookie
     // acknowledges only the SYN; the client then resends the data after the
     // handshake. Forwarding it would hand the backend data from an
     // unverified source.
     stats_.Inc(Counter::k_syn_payload_ignored);
   }
-  const bool ipv6 = v.ipv6();
-  const bool ts = opts.has_timestamps && config_.timestamps;
-  cookie::SynOptions syn;
-  syn.mss = opts.has_mss ? opts.mss : 0;  // 0: the RFC 9293 §3.7.1 default
-  // Window scale: with timestamps the exact shift rides in the TSval. The
-  // ISN alone can only say {none, 6, 7, 8} rounding down, and rounding a
-  // small shift down to "none" would leave the client scaling a window the
-  // backend reads unscaled. So without timestamps a shift below 6 is not
-  // negotiated at all (RFC 7323 §2.2: no WS in the SYN-ACK, scaling off
-  // both ways), which only costs that client window size.
-  const bool client_ws = opts.has_wscale && (ts || opts.wscale >= cookie::kWscaleCodes[1]);
-  syn.wscale = client_ws ? opts.wscale : cookie::kNoWindowScale;
-  syn.sack = opts.sack_permitted && config_.sack;
-  syn.timestamps = ts;
-  // ECN setup is ECE+CWR in the SYN (RFC 3168 §6.1.1). Only agree when the
-  // bit can travel to the ACK in the TSval; otherwise the backend would
-  // never hear of it and congestion marks would be lost.
-  syn.ecn = config_.ecn && ts && (v.tcp_flags() & (kTcpEce | kTcpCwr)) == (kTcpEce | kTcpCwr);
-
+  // With an entry in the SYN cache the answer may offer what only the
+  // entry can carry (syn_answer.cc); the ISN is the cookie either way.
+  const SynAnswer ans = Answer(ask, CacheSyn(p, ask, now_ns));
   const cookie::CookieTuple tuple{v.addr_len(), v.src_addr(), v.dst_addr(), v.src_port(),
                                   v.dst_port()};
   const uint32_t client_isn = v.seq().value();
   // Same slot, same inputs, same ISN: a retransmitted SYN gets an
   // identical SYN-ACK and no state exists to disagree with it.
-  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, syn, now_ns);
+  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, now_ns);
 
   uint8_t options[40];
-  net::TcpOptionWriter w(options, sizeof(options));
-  w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
-  // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
-  if (ts) {
-    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), syn);
-    if (syn.sack) {
-      w.SackPermitted().Timestamps(tsval, opts.tsval);
-    } else {
-      w.Nop().Nop().Timestamps(tsval, opts.tsval);
-    }
-  } else if (syn.sack) {
-    w.Nop().Nop().SackPermitted();
-  }
-  // RFC 7323 §2.2: offer window scaling only to a client that offered it.
-  if (client_ws) w.Nop().WindowScale(config_.wscale);
-  const size_t opt_len = w.Finish();
-
   net::TcpReplySpec r;
-  r.seq = isn;
-  r.ack = client_isn + 1;
-  r.flags = kTcpSyn | kTcpAck | (syn.ecn ? kTcpEce : 0);
-  r.window = kSynAckWindow;
-  r.options = options;
-  r.options_len = static_cast<uint8_t>(opt_len);
+  WriteSynAck(ask, ans, v.ipv6(), v.src_addr(), client_isn, isn, now_ns, options, &r);
   // In place: the SYN's buffer becomes the SYN-ACK, no copy, no mbuf
   // allocation on the flood path, and the headers already there stay.
   size_t n = net::BuildReplyInPlace(v, frame.capacity, r);
@@ -162,6 +132,10 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   // Only an echo that agrees with the MAC-protected ISN bits is applied, so
   // a mangled TSecr cannot override them (cookie.h).
   if (ts) cookie::CookieCodec::DecodeTsecrChecked(opts.tsecr, &syn);
+  // The SYN cache's entry, when there is one, has what the cookie rounded
+  // or could not carry; the cookie has proved the ACK either way.
+  uint8_t our_wscale;
+  TakeCacheEntry(p, client_isn, &syn, &our_wscale);
 
   Flow* f = table_->Insert(p->key, p->hash);
   if (f == nullptr) {
@@ -190,6 +164,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   f->client_isn = SeqNum(client_isn);
   f->cookie_isn = SeqNum(cookie_isn);
   f->client_mss = syn.mss;
+  f->our_wscale = our_wscale;
   HalfFlow& client = f->of(Side::kClient);
   if (syn.wscale != cookie::kNoWindowScale) {
     client.bits |= kHalfWscale;
@@ -253,6 +228,12 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
       return Verdict::kDrop;
     }
     case SegmentKind::kSyn:
+      if (f->fastopen != kFastOpenNone && v.seq() == f->client_isn) {
+        // A Fast Open client that missed our SYN-ACK (RFC 7413 §4.2.2
+        // lets it retransmit with or without the data).
+        return FastOpenSynAgain(f, v, now_ns, out);
+      }
+      [[fallthrough]];
     case SegmentKind::kSynAck:
       // The client already completed its handshake with moat; a SYN now is
       // a stray duplicate or a port reuse that must wait for this flow to
@@ -349,6 +330,7 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
                                                  : FlowState::kEstablished;
   f->last_seen_ns = now_ns;
   stats_.Inc(Counter::k_backend_synack);
+  FastOpenDone(f);
   // Third ACK of the backend handshake, with the client's window and
   // timestamp as of its latest segment; then what the client already sent.
   SendBackendAck(f, our_syn_acked, f->backend_isn.Add(1), out);

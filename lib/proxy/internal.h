@@ -7,8 +7,41 @@
 
 #include "moat/net/builder.h"
 #include "moat/net/packet.h"
+#include "moat/net/tcp_options.h"
 #include "moat/proxy/engine.h"
 #include "moat/proxy/flow_state.h"
+
+namespace moat::proxy {
+
+// What a client's SYN asked for, already narrowed to what moat agrees to
+// (--sack, --timestamps, --ecn): from the SYN itself, or from its SYN-cache
+// entry for a retransmitted SYN-ACK.
+struct Engine::SynAsk {
+  uint16_t mss = 0;                         // 0: no MSS option
+  uint8_t wscale = cookie::kNoWindowScale;  // the client's shift
+  bool sack = false;
+  bool ts = false;
+  bool ecn = false;  // ECE+CWR in the SYN (RFC 3168 §6.1.1)
+  uint32_t tsval = 0;
+  // Put a Fast Open cookie in the SYN-ACK, in the option form the client
+  // used (RFC 7413 §4.1.1; kind 254/0xF989 is the pre-RFC form).
+  uint8_t tfo = kTfoNone;
+  static constexpr uint8_t kTfoNone = 0;
+  static constexpr uint8_t kTfoStd = 1;
+  static constexpr uint8_t kTfoExp = 2;
+};
+
+// What moat answers: the options the cookie (ISN, TSval) carries, and what
+// the SYN-ACK offers. They differ only where an entry keeps more than the
+// cookie can carry (syn_answer.cc).
+struct Engine::SynAnswer {
+  cookie::SynOptions cookie;
+  bool offer_ws = false;
+  uint8_t our_wscale = 0;  // the shift moat offers when offer_ws
+  bool ece = false;
+};
+
+}  // namespace moat::proxy
 
 namespace moat::proxy::internal {
 
@@ -88,3 +121,108 @@ inline void FillReplyTo(const net::PacketView& v, net::TcpFrameSpec* s) {
 }
 
 }  // namespace moat::proxy::internal
+
+namespace moat::proxy {
+
+// What the client's SYN asks for (see SynAsk).
+inline Engine::SynAsk Engine::AskFromSyn(const net::PacketView& v) const {
+  const net::TcpOptions& opts = v.opts;
+  SynAsk a;
+  a.mss = opts.has_mss ? opts.mss : 0;
+  a.wscale = opts.has_wscale ? opts.wscale : cookie::kNoWindowScale;
+  a.sack = opts.sack_permitted && config_.sack;
+  a.ts = opts.has_timestamps && config_.timestamps;
+  a.tsval = opts.tsval;
+  a.ecn = config_.ecn && (v.tcp_flags() & (net::kTcpEce | net::kTcpCwr)) == (net::kTcpEce | net::kTcpCwr);
+  return a;
+}
+
+inline Engine::SynAnswer Engine::Answer(const SynAsk& a, bool exact) const {
+  SynAnswer r;
+  r.cookie.mss = a.mss;  // 0: the RFC 9293 §3.7.1 default
+  // Window scale: with timestamps the exact shift rides in the TSval. The
+  // ISN alone can only say {none, 6, 7, 8} rounding down, and rounding a
+  // small shift down to "none" would leave the client scaling a window the
+  // backend reads unscaled. So in cookie mode, without timestamps, a shift
+  // below 6 is not negotiated at all (RFC 7323 §2.2: no WS in the SYN-ACK,
+  // scaling off both ways), which only costs that client window size.
+  const bool cookie_ws =
+      a.wscale != cookie::kNoWindowScale && (a.ts || a.wscale >= cookie::kWscaleCodes[1]);
+  r.cookie.wscale = cookie_ws ? a.wscale : cookie::kNoWindowScale;
+  r.cookie.sack = a.sack;
+  r.cookie.timestamps = a.ts;
+  // ECN setup (RFC 3168 §6.1.1): without an entry, agree only when the bit
+  // can travel to the ACK in the TSval; otherwise the backend would never
+  // hear of it.
+  r.cookie.ecn = a.ecn && a.ts;
+  if (exact) {
+    r.offer_ws = a.wscale != cookie::kNoWindowScale;
+    r.our_wscale = cookie_ws ? config_.wscale : 0;  // see the top of this file
+    r.ece = a.ecn;
+  } else {
+    r.offer_ws = cookie_ws;
+    r.our_wscale = config_.wscale;
+    r.ece = r.cookie.ecn;
+  }
+  return r;
+}
+
+// Hot: every SYN; inline so its arguments stay in registers.
+inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
+                         const uint8_t* client_addr, uint32_t client_isn, uint32_t isn,
+                         uint64_t now_ns, uint8_t* options, net::TcpReplySpec* s) {
+  net::TcpOptionWriter w(options, 40);
+  w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
+  // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
+  if (a.ts) {
+    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
+    if (a.sack) {
+      w.SackPermitted().Timestamps(tsval, a.tsval);
+    } else {
+      w.Nop().Nop().Timestamps(tsval, a.tsval);
+    }
+  } else if (a.sack) {
+    w.Nop().Nop().SackPermitted();
+  }
+  // RFC 7323 §2.2: offer window scaling only to a client that offered it.
+  if (r.offer_ws) w.Nop().WindowScale(r.our_wscale);
+  size_t len = w.Finish();
+  if (a.tfo != SynAsk::kTfoNone && len + 12 <= 40) [[unlikely]] {
+    AppendFastOpenCookie(a, ipv6, client_addr, options + len);
+    len += 12;
+  }
+  s->options = options;
+  s->options_len = static_cast<uint8_t>(len);
+  s->seq = isn;
+  s->ack = client_isn + 1;
+  s->flags = net::kTcpSyn | net::kTcpAck | (r.ece ? net::kTcpEce : 0);
+  s->window = internal::kSynAckWindow;
+}
+
+// A SYN, on the flood path too: the SYN cache's entry, if the worker keeps
+// one (syn_answer.cc has the rest). Returns whether the answer is exact.
+inline bool Engine::CacheSyn(Parsed* p, const SynAsk& a, uint64_t now_ns) {
+  if (syn_cache_ == nullptr) return false;
+  if (flood_.OnSyn(now_ns, syn_cache_->size(), syn_cache_->capacity())) [[unlikely]]
+    ModeChanged();
+  // Cookie-only mode, the flood path: a SYN whose exact answer is the
+  // cookie's answer gets the same bytes whether or not an entry from
+  // before the switch exists (a stale entry for another ISN only ever
+  // misses), so it needs no lookup. Only a SYN the entry would answer
+  // differently (a small shift or ECN without timestamps, Answer()) must
+  // find its entry, so that a retransmitted SYN is answered as the first.
+  const bool divergent =
+      !a.ts && (a.ecn || (a.wscale != cookie::kNoWindowScale && a.wscale < cookie::kWscaleCodes[1]));
+  if (flood_.cookie_only() && !divergent) {
+    stats_.Inc(Counter::k_syn_cookie_only);
+    return false;
+  }
+  const uint32_t id = syn_cache_->Find(p->key, p->hash);
+  if (id == SynCache::kNone && flood_.cookie_only()) {
+    stats_.Inc(Counter::k_syn_cookie_only);
+    return false;
+  }
+  return CacheSynSlow(p, a, now_ns, id);
+}
+
+}  // namespace moat::proxy

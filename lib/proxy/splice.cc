@@ -56,7 +56,7 @@ void Engine::Translate(Flow* f, PacketView& v) {
     // The client scales the server's window by the shift moat advertised,
     // the backend wrote it for its own shift (RFC 7323 §2.3).
     const int from = internal::WindowShift(f, Side::kServer);
-    const int to = f->of(Side::kClient).Has(kHalfWscale) ? config_.wscale : 0;
+    const int to = f->of(Side::kClient).Has(kHalfWscale) ? f->our_wscale : 0;
     if (from != to) w.SetWindow(internal::Rescale(v.window(), from, to));
   }
 }

@@ -26,7 +26,7 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 ' &
-sleep 0.5
+lab_wait_listen s tcp 2222
 # Drop one in three SYNs arriving at the backend.
 lab_s nft -f - <<'NFT'
 table inet lossy {

@@ -51,7 +51,7 @@ while True:
     if not d: break
     h.update(d)
 c.sendall(h.hexdigest().encode()); c.close()' &
-sleep 0.3
+lab_wait_listen s tcp 81
 up=$(lab_c timeout 120 /usr/bin/python3 -c '
 import socket
 c = socket.create_connection(("'"$LAB_SERVER4"'", 81), timeout=100)
@@ -62,11 +62,15 @@ print(c.recv(100).decode())')
 [ "$up" = "$(sha256sum "$LAB_DIR/up" | cut -d' ' -f1)" ] || lab_fail "32 MiB upload: sha256 mismatch ($up)"
 echo "32 MiB upload: sha256 ok"
 
+# iperf3 -D returns before the daemon listens; -1 makes it exit after one
+# test, and the next one can bind only once it has.
 lab_s iperf3 -s -B "$LAB_SERVER4" -1 -D
-sleep 0.3
+lab_wait_listen s tcp 5201
 lab_c timeout 60 iperf3 -c "$LAB_SERVER4" -t 3 -J >"$LAB_DIR/iperf-up.json" || lab_fail "iperf3 client->server failed"
+iperf_gone() { ! lab_listening s tcp 5201; }
+lab_wait_for 10 "the first iperf3 server to exit" iperf_gone
 lab_s iperf3 -s -B "$LAB_SERVER4" -1 -D
-sleep 0.3
+lab_wait_listen s tcp 5201
 lab_c timeout 60 iperf3 -c "$LAB_SERVER4" -t 3 -R -J >"$LAB_DIR/iperf-down.json" || lab_fail "iperf3 server->client failed"
 rates=$(/usr/bin/python3 -c '
 import json

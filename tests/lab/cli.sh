@@ -51,6 +51,7 @@ for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
   pool_mbufs=99999999 burst=0 tx_drain_us=0 idle_sleep_us=100001 flow_capacity=0 \
   held_slots=0 backend_syn_rto_ms=5 backend_syn_retries=11 time_wait_ms=240001 \
   idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000 \
+  syn_cache_entries=4194305 syn_flood_rate=39 fastopen_max_pending=0 \
   synack_rate=1000001 synack_prefix_v4=33 synack_prefix_v6=129; do
   expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
 done
@@ -116,8 +117,8 @@ echo "/moat/info" | dpdk-telemetry.py -f "moat-$LAB_NAME" 2>/dev/null | grep -q 
 timeout 20 dpdk-proc-info --file-prefix="moat-$LAB_NAME" --no-pci -- --stats >"$LAB_DIR/procinfo" 2>&1 || true
 grep -q "RX-packets" "$LAB_DIR/procinfo" || { cat "$LAB_DIR/procinfo" >&2; lab_fail "dpdk-proc-info showed no port stats"; }
 echo "telemetry /moat/info and dpdk-proc-info --stats: ok"
-sleep 1.5
-grep -q "moat stats" "$LAB_DIR/moat.log" || lab_fail "--stats_period=1 printed no table"
+stats_table() { grep -q "moat stats" "$LAB_DIR/moat.log"; }
+lab_wait_for 10 "a stats table from --stats_period=1" stats_table
 kill -TERM "$LAB_MOAT_PID"
 rc=0
 wait "$LAB_MOAT_PID" || rc=$?

@@ -12,23 +12,34 @@ trap lab_down EXIT
 lab_up moat
 lab_moat_start --time_wait_ms=300
 
+peer() {  # peer s|c ROLE NAME: close_peer.py in that namespace
+  ip netns exec "$([ "$1" = s ] && echo "$LAB_S" || echo "$LAB_C")" timeout 30 \
+    /usr/bin/python3 "$here/close_peer.py" "$2" "$3" >"$LAB_DIR/$3.$2" 2>&1
+}
+client_syn_sent() { [ -n "$(lab_c ss -Htn state syn-sent "sport = :40001")" ]; }
+no_flows() { [ "$(lab_counter flows_active)" -eq 0 ]; }
+
 scenario() {
-  local name=$1
-  lab_s timeout 30 /usr/bin/python3 "$here/close_peer.py" server "$name" >"$LAB_DIR/$name.server" 2>&1 &
-  local srv=$!
-  sleep 0.3
-  lab_c timeout 30 /usr/bin/python3 "$here/close_peer.py" client "$name" >"$LAB_DIR/$name.client" 2>&1 ||
-    { cat "$LAB_DIR/$name.client" "$LAB_DIR/$name.server" >&2; lab_fail "$name: client failed"; }
-  wait $srv || { cat "$LAB_DIR/$name.server" >&2; lab_fail "$name: server failed"; }
+  local name=$1 bg
+  if [ "$name" = simopen ]; then
+    # The client connects first; its SYN is held back (below), so it sits
+    # in SYN-SENT, and only then does the server connect to it: its SYN
+    # crosses moat and meets the client there (RFC 9293 3.5).
+    peer c client "$name" &
+    bg=$!
+    lab_wait_for 10 "$name: the client in SYN-SENT" client_syn_sent
+    peer s server "$name" || { cat "$LAB_DIR/$name.server" "$LAB_DIR/$name.client" >&2; lab_fail "$name: server failed"; }
+    wait $bg || { cat "$LAB_DIR/$name.client" >&2; lab_fail "$name: client failed"; }
+  else
+    peer s server "$name" &
+    bg=$!
+    lab_wait_listen s tcp 81
+    peer c client "$name" || { cat "$LAB_DIR/$name.client" "$LAB_DIR/$name.server" >&2; lab_fail "$name: client failed"; }
+    wait $bg || { cat "$LAB_DIR/$name.server" >&2; lab_fail "$name: server failed"; }
+  fi
   echo "$name: $(cat "$LAB_DIR/$name.client"); $(cat "$LAB_DIR/$name.server")"
   # The flow must go away (TIME_WAIT 300 ms, RST linger the same).
-  local i active=1
-  for i in $(seq 1 40); do
-    active=$(lab_counter flows_active)
-    [ "$active" -eq 0 ] && break
-    sleep 0.1
-  done
-  [ "$active" -eq 0 ] || lab_fail "$name: flows_active=$active after close"
+  lab_wait_for 10 "$name: flows_active back to 0 after close" no_flows
 }
 
 scenario halfclose

@@ -96,8 +96,8 @@ elif scenario == "simopen":
     # Both ends connect() to each other on the same 4-tuple. The client's
     # own SYN is held back by nft (close.sh), so the backend's SYN crosses
     # moat first and the client answers it from SYN-SENT (RFC 9293 3.5).
+    # close.sh starts the server once the client is in SYN-SENT.
     if role == "server":
-        time.sleep(0.5)
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((S4, PORT))

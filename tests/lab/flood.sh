@@ -12,10 +12,11 @@ lab_init lf
 trap lab_down EXIT
 FLOOD_SECS=${FLOOD_SECS:-8}
 
-# run_phase LABEL: flood + legit clients + SYN-RECV sampling; sets
-# legit_ok, legit_total, synrecv_max.
+# run_phase LABEL ARRIVED: flood + legit clients + SYN-RECV sampling; sets
+# legit_ok, legit_total, synrecv_max. The clients start once ARRIVED (a
+# command) says the flood reaches the protector.
 run_phase() {
-  local label=$1
+  local label=$1 arrived=$2
   echo 0 >"$LAB_DIR/synrecv.max"
   ( max=0
     end=$((SECONDS + FLOOD_SECS + 2))
@@ -30,7 +31,7 @@ run_phase() {
   local sampler=$!
   timeout "$FLOOD_SECS" ip netns exec "$LAB_C" hping3 -q -S -p 80 --flood --rand-source "$LAB_SERVER4" >/dev/null 2>&1 &
   local flood=$!
-  sleep 1
+  lab_wait_for 5 "$label: the flood to arrive" "$arrived"
   legit_total=100
   legit_ok=$(seq 1 $legit_total | xargs -P 4 -I{} ip netns exec "$LAB_C" curl -s -o /dev/null -m 5 -w '%{http_code}\n' "http://$LAB_SERVER4/" | grep -c '^200$' || true)
   wait $flood || true
@@ -45,7 +46,8 @@ lab_nginx 16
 lab_moat_start
 syn0=$(lab_counter syn_received)
 t0=$SECONDS
-run_phase "moat"
+moat_flooded() { lab_counter_ge syn_received $((syn0 + 1000)); }
+run_phase "moat" moat_flooded
 syn1=$(lab_counter syn_received)
 rate=$(( (syn1 - syn0) / (SECONDS - t0 > 0 ? SECONDS - t0 : 1) ))
 synack=$(lab_counter synack_sent)
@@ -58,7 +60,8 @@ lab_down_links
 lab_up bridge
 lab_s sysctl -qw net.ipv4.tcp_syncookies=0 net.ipv4.tcp_max_syn_backlog=16
 lab_nginx 16
-run_phase "control (bridge, no cookies, backlog 16)"
+backend_flooded() { [ -n "$(ip netns exec "$LAB_S" ss -Htn state syn-recv 2>/dev/null)" ]; }
+run_phase "control (bridge, no cookies, backlog 16)" backend_flooded
 ctl_ok=$legit_ok ctl_max=$synrecv_max
 
 [ "$moat_ok" -ge 99 ] || lab_fail "through moat only $moat_ok/100 legitimate requests succeeded"

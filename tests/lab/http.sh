@@ -15,11 +15,13 @@ lab_moat_start
 # Capture the handshakes on both sides of moat for the splice check.
 # Inside the namespaces: af_packet's qdisc bypass hides moat's TX from
 # taps on the root ends.
-timeout 20 ip netns exec "$LAB_C" tcpdump -i eth0 -nn -c 2 -w "$LAB_DIR/c.pcap" 'tcp[tcpflags] & (tcp-syn) != 0 and tcp[tcpflags] & (tcp-ack) != 0' 2>/dev/null &
+timeout 20 ip netns exec "$LAB_C" tcpdump -i eth0 -nn -c 2 -w "$LAB_DIR/c.pcap" 'tcp[tcpflags] & (tcp-syn) != 0 and tcp[tcpflags] & (tcp-ack) != 0' 2>"$LAB_DIR/c.tcpdump" &
 cdump=$!
-timeout 20 ip netns exec "$LAB_S" tcpdump -i eth0 -nn -c 2 -w "$LAB_DIR/s.pcap" 'tcp[tcpflags] & (tcp-syn) != 0 and tcp[tcpflags] & (tcp-ack) != 0' 2>/dev/null &
+timeout 20 ip netns exec "$LAB_S" tcpdump -i eth0 -nn -c 2 -w "$LAB_DIR/s.pcap" 'tcp[tcpflags] & (tcp-syn) != 0 and tcp[tcpflags] & (tcp-ack) != 0' 2>"$LAB_DIR/s.tcpdump" &
 sdump=$!
-sleep 1
+# tcpdump says "listening on" once its capture is open.
+capturing() { grep -q "listening on" "$LAB_DIR/c.tcpdump" && grep -q "listening on" "$LAB_DIR/s.tcpdump"; }
+lab_wait_for 10 "tcpdump in both namespaces" capturing
 
 ok=0
 for i in $(seq 1 200); do

@@ -30,7 +30,7 @@ for _ in range(20):
     d, a = s.recvfrom(2048); s.sendto(d, a)
 ' &
 udp=$!
-sleep 0.3
+lab_wait_listen s udp 5353
 lab_c /usr/bin/python3 -c '
 import os, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
@@ -52,7 +52,7 @@ s.bind(("'"$LAB_SERVER4"'", 8080)); s.listen(4); s.settimeout(10)
 c, _ = s.accept(); c.sendall(c.recv(100)); c.close()
 ' &
 tcp=$!
-sleep 0.3
+lab_wait_listen s tcp 8080
 out=$(lab_c /usr/bin/python3 -c '
 import socket
 s = socket.create_connection(("'"$LAB_SERVER4"'", 8080), timeout=5); s.sendall(b"unprotected"); print(s.recv(100).decode())')

@@ -8,11 +8,13 @@ backend's segment, with the client-side (moat) sequence number.
   pmtu.py SERVER_MAC      prints {"port": P, "quoted_seq": S}
 """
 import json
+import os
 import socket
 import sys
-import time
 
-from scapy.all import AsyncSniffer, Ether, ICMP, IP, TCP, conf, sendp
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from labsniff import Sniffer  # noqa: E402
+from scapy.all import Ether, ICMP, IP, TCP, conf, sendp  # noqa: E402
 
 conf.verb = 0
 C4, S4, ROUTER = "198.18.0.1", "198.18.0.2", "198.18.0.254"
@@ -20,21 +22,20 @@ mac = sys.argv[1]
 
 s = socket.create_connection((S4, 80), timeout=5)
 port = s.getsockname()[1]
-sniffer = AsyncSniffer(iface="eth0", filter="tcp and src host %s and src port 80 and dst port %d"
-                       % (S4, port))
-sniffer.start()
-time.sleep(0.5)
+sniffer = Sniffer("eth0", "tcp and src host %s and src port 80 and dst port %d" % (S4, port)).start()
 s.sendall(b"GET / HTTP/1.1\r\nHost: moat\r\n\r\n")
 data = b""
 while not data.rstrip().endswith(b"backend"):
     data += s.recv(4096)
-time.sleep(0.5)
+# The capture has the whole response once its payload adds up to what the
+# socket read (the tap may lag behind the socket on a busy machine).
+if not sniffer.wait_for(lambda pkts: sum(len(p[TCP].payload) for p in pkts) >= len(data), 10):
+    sys.exit("pmtu.py: the capture missed the backend's response")
 segs = sniffer.stop()
 nxt = max((p[TCP].seq + len(p[TCP].payload)) % 2**32 for p in segs)
 quote = IP(src=S4, dst=C4, flags="DF") / TCP(sport=80, dport=port, flags="A", seq=nxt,
                                             ack=1, window=500)
 sendp(Ether(dst=mac) / IP(src=ROUTER, dst=S4) / ICMP(type=3, code=4, nexthopmtu=1280) /
       bytes(quote)[:28], iface="eth0")
-time.sleep(0.5)
 print(json.dumps({"port": port, "quoted_seq": nxt}))
 s.close()

@@ -19,6 +19,11 @@ oow() { lab_s nstat -az TcpExtOutOfWindowIcmps | awk '/OutOfWindowIcmps/ {print 
 lab_s ip route flush cache 2>/dev/null || true
 before=$(oow)
 out=$(lab_c /usr/bin/python3 "$here/pmtu.py" "$mac")
+# The ICMP error has been sent; wait until moat has translated it and the
+# backend has acted on it (or the deadline: then the checks below say why).
+pmtu_taken() { lab_counter_ge icmp_translated 1 && lab_s ip route get "$LAB_CLIENT4" | grep -q "mtu 1280"; }
+deadline=$((SECONDS + 10))
+until pmtu_taken || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
 after=$(oow)
 route=$(lab_s ip route get "$LAB_CLIENT4")
 translated=$(lab_counter icmp_translated)

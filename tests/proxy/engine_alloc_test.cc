@@ -6,6 +6,7 @@
 // only inside an AllocationScope, opened around engine calls: building
 // test frames and parsing output allocates freely outside.
 
+#include <cstring>
 #include <vector>
 
 #include "engine_harness.h"
@@ -217,6 +218,63 @@ TEST(EngineAllocTest, RateLimitListsAndReconfigureNeverAllocate) {
   EXPECT_GT((*e)->stats().Load(Counter::k_drop_synack_rate), 0u);
   EXPECT_GT((*e)->stats().Load(Counter::k_drop_denied), 0u);
   EXPECT_EQ((*e)->stats().Load(Counter::k_config_reloads), 2u);
+}
+
+TEST(EngineAllocTest, SynCacheNeverAllocates) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.syn_cache_entries = 64;
+  cfg.syn_flood_rate = 1000;
+  auto e = Engine::Create(cfg, kT0);
+  ASSERT_TRUE(e.ok());
+  Driver d(e->get());
+  Lifecycle(d, false, 20000);
+  const size_t before = CountedAllocations();
+  // Entries made and taken by third ACKs, a burst of SYNs.
+  Lifecycle(d, false, 21000);
+  Lifecycle(d, true, 22000);
+  // Unanswered SYNs (evictions, the switch to cookie-only mode), their
+  // retransmissions and expiry, and the switch back.
+  for (uint16_t i = 0; i < 200; ++i) {
+    Conn c;
+    c.client_port = static_cast<uint16_t>(30000 + i);
+    d.Send(Side::kClient, ClientSyn(c));
+  }
+  for (int i = 0; i < 100; ++i) {
+    d.now += 100 * kMs;
+    d.Tick();
+  }
+  EXPECT_EQ(CountedAllocations() - before, 0u) << "operator new called on the hot path";
+  EXPECT_FALSE((*e)->cookie_only());
+  EXPECT_EQ((*e)->syn_cache()->size(), 0u);
+  EXPECT_GT((*e)->stats().Load(Counter::k_syn_cache_to_cache), 0u);
+}
+
+TEST(EngineAllocTest, FastOpenNeverAllocates) {
+  EngineConfig cfg = DefaultConfig();
+  cfg.syn_cache_entries = 64;
+  cfg.fastopen = true;
+  auto e = Engine::Create(cfg, kT0);
+  ASSERT_TRUE(e.ok());
+  Driver d(e->get());
+  Conn c;
+  Seen synack;
+  ASSERT_EQ(d.Send(Side::kClient, ClientSyn(c).FastOpenRequest(), &synack), Verdict::kReflect);
+  // The cookie: the last 8 bytes of the options (moat appends it).
+  uint8_t k[8];
+  std::memcpy(k, synack.v.tcp() + synack.v.tcp_header_len - 8, 8);
+  const size_t before = CountedAllocations();
+  for (uint16_t i = 0; i < 20; ++i) {
+    Conn t = c;
+    t.client_port = static_cast<uint16_t>(45000 + i);
+    TcpPacket s = ClientSyn(t).Opt({34, 10, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]}).PayloadFill(64, 'x');
+    ASSERT_EQ(d.Send(Side::kClient, s, &synack), Verdict::kReflect);
+    ASSERT_EQ(synack.ack(), t.client_isn + 65);
+    ASSERT_EQ(d.Send(Side::kClient, s), Verdict::kConsumed);  // SYN again
+    ASSERT_EQ(d.Send(Side::kServer, BackendSynAck(t)), Verdict::kConsumed);
+    ASSERT_EQ(d.emitted.size(), 2u);
+  }
+  EXPECT_EQ(CountedAllocations() - before, 0u) << "operator new called on the hot path";
+  EXPECT_EQ((*e)->stats().Load(Counter::k_fastopen_accepted), 20u);
 }
 
 TEST(EngineAllocTest, CounterSeesAllocations) {

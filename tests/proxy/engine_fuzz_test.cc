@@ -154,8 +154,15 @@ void Mutate(Frame* f, std::mt19937_64& rng) {
   if (rnd(2)) RepairChecksums(f);
 }
 
-TEST(EngineFuzzTest, CorruptedFramesNeverBreakInvariants) {
+// Without and with the SYN cache (whose entries, retransmissions and mode
+// switches then see the same corrupted traffic).
+class EngineFuzzTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(SynCache, EngineFuzzTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "On" : "Off"; });
+
+TEST_P(EngineFuzzTest, CorruptedFramesNeverBreakInvariants) {
   EngineConfig cfg = DefaultConfig();
+  cfg.syn_cache_entries = GetParam() ? 64 : 0;
   cfg.flow_capacity = 64;
   cfg.held_slots = 16;
   Harness h(cfg);
@@ -233,6 +240,9 @@ TEST(EngineFuzzTest, CorruptedFramesNeverBreakInvariants) {
       corpus.insert(corpus.end(), more.begin(), more.end());
     }
     EXPECT_EQ(h.engine().stats().Load(Counter::k_flows_active), h.engine().flow_count());
+    if (h.engine().syn_cache() != nullptr) {
+      EXPECT_EQ(h.Count(Counter::k_syn_cache_entries), h.engine().syn_cache()->size());
+    }
   }
   EXPECT_EQ(failures, 0);
   // Coverage summary, for whoever reads the log.
@@ -261,6 +271,10 @@ TEST(EngineFuzzTest, CorruptedFramesNeverBreakInvariants) {
   EXPECT_EQ(h.engine().flow_count(), 0u);
   EXPECT_EQ(h.Count(Counter::k_flows_active), 0u);
   EXPECT_EQ(h.engine().held_free(), cfg.held_slots);
+  if (h.engine().syn_cache() != nullptr) {
+    EXPECT_GT(h.Count(Counter::k_syn_cache_inserted), 0u);
+    EXPECT_EQ(h.engine().syn_cache()->size(), 0u);
+  }
 }
 
 }  // namespace

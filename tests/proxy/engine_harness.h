@@ -106,6 +106,16 @@ inline EngineConfig DefaultConfig() {
   c.flow_capacity = 1024;
   c.held_slots = 64;
   c.hash_seed = 12345;
+  // The scenarios test the cookie path, the SYN cache's fallback; the
+  // cache's own tests (syn_cache_test.cc) turn it on.
+  c.syn_cache_entries = 0;
+  return c;
+}
+
+// The SYN cache on, as in production.
+inline EngineConfig CacheConfig(uint32_t entries = 64) {
+  EngineConfig c = DefaultConfig();
+  c.syn_cache_entries = entries;
   return c;
 }
 

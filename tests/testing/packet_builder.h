@@ -117,6 +117,11 @@ class TcpPacket {
     std::memcpy(dst_, dst, AddrLen());
     return *this;
   }
+  // Replaces the source only (same family).
+  TcpPacket& SrcAddr(const uint8_t* src) {
+    std::memcpy(src_, src, AddrLen());
+    return *this;
+  }
   // Replaces the destination only (same family).
   TcpPacket& DstAddr(const uint8_t* dst) {
     std::memcpy(dst_, dst, AddrLen());

@@ -2,59 +2,30 @@
 // One worker per RX queue: a run-to-completion poll loop on its own lcore
 // that owns queue `queue` of both ports and one proxy::Engine (flow table,
 // timers, counters). l3fwd's shape: rx burst -> engine burst -> buffered tx
-// per port, flushed when full or on a TSC deadline; engine timers on a 1 ms
-// TSC tick. Nothing here locks or allocates after Create().
+// per port (FramePath: verdicts, generated frames, the flush policy);
+// engine timers on a 1 ms TSC tick. Nothing here locks or allocates after
+// Create().
 
 #include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "moat/dataplane/counters.h"
+#include "moat/dataplane/frame_path.h"
 #include "moat/proxy/engine.h"
 #include "moat/proxy/stats.h"
 
-struct rte_mbuf;
 struct rte_mempool;
-struct rte_eth_dev_tx_buffer;
 
 namespace moat::dataplane {
 
 class ConfigChannel;
 
-// Counters for what happens between the ports and the engine. X(name, help).
-#define MOAT_DATAPLANE_COUNTERS(X)                                              \
-  X(rx_frames, "frames received from both ports")                               \
-  X(tx_frames, "frames handed to the TX queues")                                \
-  X(frames_generated, "frames moat generated (SYN-ACKs excluded: reflected)")   \
-  X(drop_multiseg, "chained mbufs (frame larger than one mbuf), dropped")       \
-  X(drop_tx_full, "frames dropped because a TX queue stayed full")              \
-  X(drop_generated_nombuf, "generated frames lost: mbuf pool empty")            \
-  X(idle_sleeps, "times the worker slept for --idle_sleep_us")
-
-enum class DpCounter : uint8_t {
-#define MOAT_DP_ENUM(name, help) k_##name,
-  MOAT_DATAPLANE_COUNTERS(MOAT_DP_ENUM)
-#undef MOAT_DP_ENUM
-};
-inline constexpr size_t kNumDataplaneCounters = 0
-#define MOAT_DP_COUNT(name, help) +1
-    MOAT_DATAPLANE_COUNTERS(MOAT_DP_COUNT)
-#undef MOAT_DP_COUNT
-    ;
-extern const char* const kDataplaneCounterNames[kNumDataplaneCounters];
-extern const char* const kDataplaneCounterHelp[kNumDataplaneCounters];
-
-struct alignas(64) DataplaneStats {
-  uint64_t value[kNumDataplaneCounters] = {};
-  void Inc(DpCounter c, uint64_t n = 1) {
-    uint64_t* v = &value[static_cast<size_t>(c)];
-    __atomic_store_n(v, *v + n, __ATOMIC_RELAXED);
-  }
-  uint64_t Load(size_t i) const { return __atomic_load_n(&value[i], __ATOMIC_RELAXED); }
-};
-
 struct WorkerConfig {
   uint16_t burst = 32;
-  // TX buffers are flushed at least this often (l3fwd uses ~100 us).
+  // While every RX queue returns full bursts, partly filled TX buffers
+  // wait at most this long for more (l3fwd drains every ~100 us); in any
+  // other round they are flushed at its end (FramePath::EndRound).
   uint32_t tx_drain_us = 100;
   // Engine timer tick (backend SYN retransmits, TIME_WAIT, idle expiry).
   uint32_t tick_us = 1000;
@@ -65,12 +36,13 @@ struct WorkerConfig {
 
 class Worker {
  public:
-  static constexpr uint16_t kMaxBurst = 64;
+  static constexpr uint16_t kMaxBurst = FramePath::kMaxBurst;
 
-  // port_ids[side] is the ethdev port of proxy::Side side.
+  // port_ids[side] is the ethdev port of proxy::Side side; `pool` gives
+  // the mbufs for the frames the engine generates.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(unsigned index, uint16_t queue,
                                                         const uint16_t port_ids[2],
-                                                        rte_mempool* pool, int socket,
+                                                        rte_mempool* pool,
                                                         const WorkerConfig& config,
                                                         std::unique_ptr<proxy::Engine> engine);
   ~Worker();
@@ -84,10 +56,17 @@ class Worker {
   // before Run().
   void set_config_channel(ConfigChannel* channel) { channel_ = channel; }
 
+  // One round of that loop at TSC `tsc` and wall-clock `now_ns`: both RX
+  // queues, the engine's timers when their tick is due, then the TX flush
+  // policy. Returns how many frames came in. For tests; Run() is the loop.
+  uint16_t RunRound(uint64_t tsc, uint64_t now_ns);
+
   unsigned index() const { return index_; }
   uint16_t queue() const { return queue_; }
   const proxy::WorkerStats& engine_stats() const { return engine_->stats(); }
   const DataplaneStats& stats() const { return stats_; }
+  // All zero unless built with -Dstage_cycles=true.
+  const StageStats& stage_stats() const { return stages_; }
   uint32_t flow_count() const { return engine_->flow_count(); }
 
  private:
@@ -96,23 +75,21 @@ class Worker {
 
   // Returns how many frames came in.
   uint16_t Poll(proxy::Side in, uint64_t now_ns);
-  void Send(proxy::Side out, rte_mbuf* m);
-  // Copies every frame in out_ into fresh mbufs and queues them.
-  void DrainGenerated();
   void RunTimers(uint64_t now_ns);
-  void FlushAll();
 
   const unsigned index_;
   const uint16_t queue_;
   uint16_t port_ids_[2];
-  rte_mempool* pool_;
   const WorkerConfig config_;
+  const uint64_t tick_tsc_;
+  uint64_t last_tick_ = 0;
   std::unique_ptr<proxy::Engine> engine_;
-  rte_eth_dev_tx_buffer* txb_[2] = {nullptr, nullptr};
-  uint64_t tx_dropped_[2] = {0, 0};  // updated by the TX buffer error callback
   std::unique_ptr<proxy::Output> out_;
   ConfigChannel* channel_ = nullptr;
   DataplaneStats stats_;
+  StageStats stages_;
+  StageTimer timer_{&stages_};
+  FramePath path_;
 };
 
 }  // namespace moat::dataplane

@@ -148,6 +148,22 @@ struct EngineConfig {
   uint32_t flow_capacity = 65536;
   uint32_t held_slots = 4096;
 
+  // SYN cache (include/moat/proxy/syn_cache.h): pending handshakes kept
+  // per worker so the backend SYN carries the client's exact options; 0
+  // answers every SYN with a cookie only. Above syn_flood_rate SYNs per
+  // second on a worker (or with the cache 75% full) the worker answers
+  // with cookies only, and returns after a calm second below a quarter of
+  // the rate.
+  uint32_t syn_cache_entries = 4096;
+  uint32_t syn_flood_rate = 20000;
+
+  // TCP Fast Open (RFC 7413), moat as the server (lib/proxy/fastopen.cc):
+  // SYN-ACKs carry cookies to clients that ask, and a SYN with a valid
+  // cookie and data opens the flow at once. At most fastopen_max_pending
+  // such flows per worker wait for their backend.
+  bool fastopen = false;
+  uint32_t fastopen_max_pending = 1024;
+
   // Backend handshake: initial RTO per RFC 6298 §2.1, doubled per retry.
   uint32_t backend_syn_rto_ms = 1000;
   uint32_t backend_syn_retries = 3;

@@ -22,6 +22,10 @@
 //   close.cc        FIN, RST (RFC 5961), TIME_WAIT, timers, generated RSTs
 //   passthrough.cc  backend-opened flows, simultaneous open
 //   icmp.cc         non-TCP IP: ICMP errors about spliced flows, hidden TCP
+//   syn_answer.cc   what a SYN-ACK offers, SYN-cache entries, SYN-ACK
+//                   retransmission, cache/cookie-only mode (syn_cache.h)
+//   syn_cache.cc    the SYN cache's table and the flood detector
+//   fastopen.cc     TCP Fast Open (RFC 7413, --fastopen)
 //
 // Decisions worth knowing (details at each site):
 // - RSTs (RFC 5961 §3): out-of-window dropped; an exact match (the
@@ -51,6 +55,7 @@
 
 #include "absl/status/statusor.h"
 #include "moat/cookie/cookie.h"
+#include "moat/cookie/fastopen.h"
 #include "moat/flow/flow_table.h"
 #include "moat/flow/timer_wheel.h"
 #include "moat/net/packet.h"
@@ -59,9 +64,11 @@
 #include "moat/proxy/held_pool.h"
 #include "moat/proxy/rate_limit.h"
 #include "moat/proxy/stats.h"
+#include "moat/proxy/syn_cache.h"
 
 namespace moat::net {
 struct TcpFrameSpec;
+struct TcpReplySpec;
 }
 
 namespace moat::proxy {
@@ -174,6 +181,13 @@ class Engine {
   const ServiceSet& retired_services() const { return retired_; }
   uint32_t flow_count() const { return table_->size(); }
   uint32_t held_free() const { return held_->free_slots(); }
+  // The SYN cache (nullptr when --syn_cache_entries=0) and the worker's
+  // mode: true while SYNs are answered with cookies only (flood).
+  const SynCache* syn_cache() const { return syn_cache_.get(); }
+  bool cookie_only() const { return syn_cache_ == nullptr || flood_.cookie_only(); }
+  // Bytes Create() allocates per engine for `config` (start-up plan).
+  static uint64_t MemoryBytes(const EngineConfig& config);
+  static uint64_t SynCacheBytes(const EngineConfig& config);
   // Test and diagnostics access.
   const Flow* FindFlow(const flow::FlowKey& key);
 
@@ -212,7 +226,7 @@ class Engine {
 
   // handshake.cc
   Verdict ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
-  Verdict AnswerSyn(net::PacketView& v, Frame frame, uint64_t now_ns, Output* out);
+  Verdict AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
   Verdict CheckCookie(Parsed* p, uint64_t now_ns, Output* out);
   Verdict ClientWhileOpening(Flow* f, SegmentKind kind, net::PacketView& v, uint64_t now_ns,
                              Output* out);
@@ -222,6 +236,37 @@ class Engine {
   bool SendBackendSyn(const Flow* f, Output* out);
   bool SendBackendAck(const Flow* f, net::SeqNum seq, net::SeqNum ack, Output* out);
   void ReleaseHeld(Flow* f, Output* out);
+
+  // syn_answer.cc: what a SYN-ACK says, the SYN cache's entries, SYN-ACK
+  // retransmission, the cache/cookie mode.
+  struct SynAsk;
+  struct SynAnswer;
+  SynAsk AskFromSyn(const net::PacketView& v) const;
+  SynAnswer Answer(const SynAsk& ask, bool exact) const;
+  void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, const uint8_t* client_addr,
+                   uint32_t client_isn, uint32_t isn, uint64_t now_ns, uint8_t* options,
+                   net::TcpReplySpec* r);
+  // Keeps (or refreshes) the SYN's entry; true when the answer is exact.
+  bool CacheSyn(Parsed* p, const SynAsk& ask, uint64_t now_ns);
+  bool CacheSynSlow(Parsed* p, const SynAsk& ask, uint64_t now_ns, uint32_t id);
+  void AppendFastOpenCookie(const SynAsk& ask, bool ipv6, const uint8_t* client_addr,
+                            uint8_t* option);
+  // On a valid cookie ACK: the entry's exact options, if there is one.
+  bool TakeCacheEntry(const Parsed* p, uint32_t client_isn, cookie::SynOptions* syn,
+                      uint8_t* our_wscale);
+  void OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out);
+  void ModeChanged();
+  void SetCacheGauge();
+
+  // fastopen.cc: TCP Fast Open (RFC 7413).
+  // A SYN with a Fast Open option: sets ask->tfo when the SYN-ACK must
+  // carry a cookie; returns true (and *verdict) when a valid cookie with
+  // data opened the flow at once.
+  bool FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, Output* out,
+                   Verdict* verdict);
+  Verdict FastOpenSynAgain(Flow* f, net::PacketView& v, uint64_t now_ns, Output* out);
+  void FastOpenDone(Flow* f);
+  void FastOpenTick();
 
   // splice.cc
   template <Side kFrom>
@@ -259,6 +304,11 @@ class Engine {
   std::unique_ptr<SynRateLimiter> limiter_;
   // Services a reload removed: their flows are still looked up (policy.cc).
   ServiceSet retired_;
+  std::unique_ptr<SynCache> syn_cache_;
+  FloodDetector flood_;
+  cookie::FastOpenCodec tfo_;
+  uint32_t tfo_pending_ = 0;  // flows with Flow::fastopen == kFastOpenPending
+  bool tfo_paused_ = false;   // bound reached in cookie-only mode: refuse until calm
   WorkerStats stats_;
 };
 

@@ -102,6 +102,11 @@ struct L2Path {
 
 inline constexpr uint32_t kNoHeld = 0xffffffffu;
 
+// Flow::fastopen
+inline constexpr uint8_t kFastOpenNone = 0;
+inline constexpr uint8_t kFastOpenPending = 1;  // counted in the per-worker bound
+inline constexpr uint8_t kFastOpenDone = 2;     // the backend answered
+
 struct Flow {
   FlowState state;
   FlowOrigin origin;
@@ -124,6 +129,13 @@ struct Flow {
   uint32_t backend_tsval;   // the backend SYN-ACK's TSval (echoed in moat's ACK)
   HalfFlow half[2];         // indexed by Side: each end's sending half
   uint32_t held_head;       // first held segment (kNoHeld: none)
+  // The window shift moat offered the client in its SYN-ACK (when the
+  // client offered scaling): --wscale, or 0 where only the SYN cache could
+  // carry the client's shift (syn_answer.cc).
+  uint8_t our_wscale;
+  // kFastOpen*: a flow opened by a Fast Open SYN, while and after its
+  // backend handshake ran (RFC 7413; lib/proxy/fastopen.cc).
+  uint8_t fastopen;
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

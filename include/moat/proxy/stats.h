@@ -77,7 +77,36 @@ namespace moat::proxy {
   X(rst_in_window, "in-window RSTs passed on; flow kept until confirmed")      \
   X(flows_time_wait, "flows closed both ways, lingering in TIME_WAIT")         \
   X(time_wait_reuse, "client SYNs that replaced a flow in TIME_WAIT")          \
-  X(idle_rst_sent, "idle-expired flows reset towards both ends")               \
+  X(idle_rst_sent, "idle-expired flows reset towards both ends")              \
+  /* SYN cache (syn_cache.h) */                                                \
+  X(syn_cache_inserted, "SYNs whose exact options the SYN cache keeps")       \
+  X(syn_cache_hit, "cookie ACKs matched to a SYN-cache entry: exact options") \
+  X(syn_cache_miss, "cookie ACKs with no SYN-cache entry: the cookie's "      \
+                    "options (cookie-only mode, evicted or expired)")          \
+  X(syn_cache_evicted, "SYN-cache entries evicted oldest-first from a full "  \
+                       "bucket")                                               \
+  X(syn_cache_expired, "SYN-cache entries whose third ACK never came")        \
+  X(syn_cache_dup_syn, "retransmitted SYNs answered from their SYN-cache "    \
+                       "entry")                                                \
+  X(synack_retransmit, "SYN-ACKs retransmitted from the SYN cache")           \
+  X(syn_cookie_only, "SYNs answered by a worker in cookie-only mode")         \
+  X(syn_cache_to_cookie, "switches to cookie-only mode (SYN rate or cache "   \
+                         "occupancy high)")                                    \
+  X(syn_cache_to_cache, "switches back from cookie-only mode (calm again)")   \
+  X(syn_cache_entries, "gauge: SYN-cache entries in use")                     \
+  X(syn_cache_cookie_mode, "gauge: workers in cookie-only mode")             \
+  /* TCP Fast Open (RFC 7413, --fastopen) */                                   \
+  X(fastopen_cookie_sent, "SYN-ACKs carrying a Fast Open cookie")             \
+  X(fastopen_accepted, "Fast Open SYNs with a valid cookie and data: data "   \
+                       "acked in the SYN-ACK, backend opened at once")         \
+  X(fastopen_invalid, "Fast Open SYNs with an invalid, expired or another "   \
+                      "address's cookie (data not acked)")                     \
+  X(fastopen_refused, "valid Fast Open SYNs with data answered normally: "    \
+                      "--fastopen_max_pending reached or paused, table or "   \
+                      "held pool full")                                        \
+  X(fastopen_empty, "Fast Open SYNs with a valid cookie and no data")         \
+  X(fastopen_syn_again, "retransmitted Fast Open SYNs answered again")        \
+  X(fastopen_pending, "gauge: Fast Open flows waiting for their backend")     \
   /* Operations: anti-reflection and reload */                                 \
   X(drop_synack_rate, "client SYNs over --synack_rate for their source "       \
                       "prefix (not answered)")                                 \
@@ -114,6 +143,9 @@ struct alignas(64) WorkerStats {
     // platform without a locked RMW on the hot path.
     uint64_t* v = &value[static_cast<size_t>(c)];
     __atomic_store_n(v, *v + n, __ATOMIC_RELAXED);
+  }
+  void Set(Counter c, uint64_t n) {
+    __atomic_store_n(&value[static_cast<size_t>(c)], n, __ATOMIC_RELAXED);
   }
   void Dec(Counter c, uint64_t n = 1) {
     uint64_t* v = &value[static_cast<size_t>(c)];
