@@ -3,6 +3,11 @@
 //   build/app/moat [EAL options] -- [moat flags]
 //   build/app/moat --check --flagfile=FILE     (validate only, no EAL)
 //
+// SIGHUP (or the telemetry command /moat/reload) re-reads the flagfile and
+// applies the flags in kReloadable to the running workers (Reload below);
+// a file that does not parse, or that changes any other flag, changes
+// nothing and is counted as reload_failed.
+//
 // moat's own flags are parsed and validated before EAL starts, so a typo or
 // a bad --protect fails in one line without touching hugepages or ports
 // (--check stops right there, like `nginx -t`). The metrics socket is
@@ -16,13 +21,16 @@
 #include <rte_pdump.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,6 +105,18 @@ DEFINE_uint32(fastopen_max_pending, 1024,
               "Fast Open flows per worker that may wait for their backend at once");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
+// Anti-reflection and lists (reloadable).
+DEFINE_uint32(synack_rate, 0,
+              "at most this many SYN-ACKs per second (bursts of as many) towards one client "
+              "source prefix; excess SYNs are dropped (drop_synack_rate); 0 = off");
+DEFINE_uint32(synack_prefix_v4, 24, "IPv4 source prefix length --synack_rate counts by (0-32)");
+DEFINE_uint32(synack_prefix_v6, 64, "IPv6 source prefix length --synack_rate counts by (0-128)");
+DEFINE_string(allow, "",
+              "client source prefixes never rate limited, ADDR[/LEN],... e.g. "
+              "198.18.0.0/24,2001:2::/48");
+DEFINE_string(deny, "",
+              "client source prefixes whose SYNs are dropped (drop_denied), ADDR[/LEN],...");
+
 // Operations.
 DEFINE_string(metrics_listen, "",
               "serve Prometheus metrics on http://ADDR:PORT/metrics, ADDR:PORT being "
@@ -113,8 +133,10 @@ DEFINE_bool(check, false,
 namespace {
 
 volatile std::sig_atomic_t g_quit = 0;
+volatile std::sig_atomic_t g_hup = 0;
 
 void OnSignal(int) { g_quit = 1; }
+void OnHangup(int) { g_hup = 1; }
 
 uint64_t RealtimeNs() {
   timespec ts;
@@ -236,6 +258,9 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
       {"burst", FLAGS_burst, 1, moat::dataplane::Worker::kMaxBurst},
       {"tx_drain_us", FLAGS_tx_drain_us, 1, 100000},
       {"idle_sleep_us", FLAGS_idle_sleep_us, 0, 100000},
+      {"synack_rate", FLAGS_synack_rate, 0, moat::proxy::kMaxSynAckRate},
+      {"synack_prefix_v4", FLAGS_synack_prefix_v4, 0, 32},
+      {"synack_prefix_v6", FLAGS_synack_prefix_v6, 0, 128},
   };
   for (const auto& r : ranges) {
     if (auto s = CheckRange(r.name, r.v, r.lo, r.hi); !s.ok()) return s;
@@ -264,6 +289,15 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   ec->syn_flood_rate = FLAGS_syn_flood_rate;
   ec->fastopen = FLAGS_fastopen;
   ec->fastopen_max_pending = FLAGS_fastopen_max_pending;
+  ec->synack_rate = FLAGS_synack_rate;
+  ec->synack_prefix_v4 = static_cast<uint8_t>(FLAGS_synack_prefix_v4);
+  ec->synack_prefix_v6 = static_cast<uint8_t>(FLAGS_synack_prefix_v6);
+  auto allow = moat::proxy::ParsePrefixList("allow", FLAGS_allow);
+  if (!allow.ok()) return allow.status();
+  ec->allow = *allow;
+  auto deny = moat::proxy::ParsePrefixList("deny", FLAGS_deny);
+  if (!deny.ok()) return deny.status();
+  ec->deny = *deny;
   if (!FLAGS_cookie_secret_file.empty()) {
     auto secret = moat::cookie::LoadSecretFile(FLAGS_cookie_secret_file);
     if (!secret.ok()) return secret.status();
@@ -298,8 +332,10 @@ void AddProcessGauges(moat::dataplane::DataplaneMetrics* m, size_t workers) {
               [workers] { return static_cast<double>(workers); });
   m->AddGauge("start_time_seconds", "when moat started, seconds since the Unix epoch",
               [start_s] { return start_s; });
+  // Values, not the flags: a reload re-parses the flags on another thread.
+  const uint32_t rotation_s = FLAGS_key_rotation_s;
   m->AddGauge("key_rotation_seconds", "cookie key rotation period (--key_rotation_s)",
-              [] { return static_cast<double>(FLAGS_key_rotation_s); });
+              [rotation_s] { return static_cast<double>(rotation_s); });
   // The engines' key epoch is a pure function of wall-clock time and the
   // rotation period (cookie/key_schedule.h: that is how a fleet agrees on
   // it), so a KeySchedule built with the same period computes the same
@@ -307,12 +343,217 @@ void AddProcessGauges(moat::dataplane::DataplaneMetrics* m, size_t workers) {
   // a dummy: only epoch() is read, never a key.
   m->AddGauge("key_epoch", "cookie key epoch now (wall clock / rotation period)",
               [ks = moat::cookie::KeySchedule(moat::cookie::MasterSecret{},
-                                              static_cast<uint64_t>(FLAGS_key_rotation_s) *
+                                              static_cast<uint64_t>(rotation_s) *
                                                   moat::cookie::kNsPerSecond)]() mutable {
                 ks.Refresh(RealtimeNs());
                 return static_cast<double>(ks.epoch());
               });
 }
+
+
+// --- Reload (SIGHUP, /moat/reload) ------------------------------------------
+
+// The flags a reload may change: the policy the engines take between two
+// bursts (Engine::Reconfigure). Everything else sizes or wires something
+// at start-up (ports, queues, descriptors, pools, flow and held capacity,
+// timers, the cookie secret and rotation, what moat advertises in its
+// SYN-ACK, the metrics socket): a reload that changes one of them is
+// refused as a whole.
+constexpr const char* kReloadable[] = {"protect",          "synack_rate", "synack_prefix_v4",
+                                       "synack_prefix_v6", "allow",       "deny"};
+
+bool IsReloadable(const std::string& name) {
+  for (const char* r : kReloadable) {
+    if (name == r) return true;
+  }
+  return false;
+}
+
+bool IsMoatFlag(const gflags::CommandLineFlagInfo& f) {
+  return f.filename.find("app/moat/") != std::string::npos;
+}
+
+// Every moat flag's current value.
+std::map<std::string, std::string> MoatFlagValues() {
+  std::vector<gflags::CommandLineFlagInfo> all;
+  gflags::GetAllFlags(&all);
+  std::map<std::string, std::string> v;
+  for (const auto& f : all) {
+    if (IsMoatFlag(f)) v[f.name] = f.current_value;
+  }
+  return v;
+}
+
+// Sets one flag as gflags would from `--name[=value]`; `next` is the
+// following argument, taken as the value of a non-bool flag without '='
+// (*used set then). Errors name the flag and the value.
+absl::Status ApplyFlag(const std::string& arg, const char* next, bool* used,
+                       const std::string& where) {
+  size_t at = 0;
+  while (at < arg.size() && at < 2 && arg[at] == '-') ++at;
+  const size_t eq = arg.find('=', at);
+  std::string name = arg.substr(at, eq == std::string::npos ? std::string::npos : eq - at);
+  std::string value;
+  bool has_value = eq != std::string::npos;
+  if (has_value) value = arg.substr(eq + 1);
+  gflags::CommandLineFlagInfo info;
+  if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
+    if (name.starts_with("no") && gflags::GetCommandLineFlagInfo(name.c_str() + 2, &info) &&
+        info.type == "bool" && !has_value) {
+      name = name.substr(2);
+      value = "false";
+      has_value = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%sunknown flag '--%s' (moat -h lists the flags)", where, name));
+    }
+  }
+  if (!has_value) {
+    if (info.type == "bool") {
+      value = "true";
+    } else if (next != nullptr) {
+      value = next;
+      *used = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s--%s needs a value", where, name));
+    }
+  }
+  if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%sbad value '%s' for --%s (a %s)", where, value, name, info.type));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyFlagfiles(const std::string& list, int depth);
+
+// The lines of one flagfile, in order (CheckFlagfiles' format and rules).
+absl::Status ApplyFlagfile(const std::string& path, int depth) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--flagfile=%s: %s", path, std::strerror(errno)));
+  }
+  char buf[4096];
+  int line_no = 0;
+  absl::Status status;
+  while (status.ok() && std::fgets(buf, sizeof(buf), f) != nullptr) {
+    ++line_no;
+    std::string line(buf);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] != '-') continue;
+    line = line.substr(first);
+    const std::string where = absl::StrFormat("--flagfile=%s line %d: ", path, line_no);
+    if (line.starts_with("--flagfile=") || line.starts_with("-flagfile=")) {
+      status = ApplyFlagfiles(line.substr(line.find('=') + 1), depth + 1);
+      continue;
+    }
+    bool used = false;
+    status = ApplyFlag(line, nullptr, &used, where);
+  }
+  std::fclose(f);
+  return status;
+}
+
+absl::Status ApplyFlagfiles(const std::string& list, int depth) {
+  if (depth > 8) return absl::InvalidArgumentError("--flagfile nests more than 8 deep");
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string path = list.substr(start, comma - start);
+    start = comma + 1;
+    if (path.empty()) continue;
+    if (auto s = ApplyFlagfile(path, depth); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+class Reloader {
+ public:
+  // `args`: moat's own arguments as given (after "--"), re-applied in
+  // order at each reload so command-line flags keep overriding the file
+  // exactly as at start-up.
+  Reloader(std::vector<std::string> args, moat::dataplane::Dataplane* dp)
+      : args_(std::move(args)), dp_(dp), running_(MoatFlagValues()) {}
+
+  moat::dataplane::ReloadResult Reload() {
+    std::lock_guard<std::mutex> lock(mu_);
+    moat::dataplane::ReloadResult r;
+    auto changed = Prepare(&r.generation);
+    r.ok = changed.ok();
+    r.message = r.ok ? *changed : std::string(changed.status().message());
+    dp_->config_channel().CountReload(r.ok);
+    if (r.ok) {
+      MOAT_LOG(INFO, "reload: %s", r.message.c_str());
+    } else {
+      MOAT_LOG(ERR, "reload failed, running configuration unchanged: %s", r.message.c_str());
+    }
+    return r;
+  }
+
+ private:
+  // Reads the flags into a scratch copy (FlagSaver puts every flag back
+  // afterwards), checks them, and hands the policy to the workers.
+  // Returns what changed.
+  absl::StatusOr<std::string> Prepare(uint64_t* generation) {
+    gflags::FlagSaver saver;
+    std::vector<gflags::CommandLineFlagInfo> all;
+    gflags::GetAllFlags(&all);
+    for (const auto& f : all) {
+      if (IsMoatFlag(f)) gflags::SetCommandLineOption(f.name.c_str(), f.default_value.c_str());
+    }
+    for (size_t i = 0; i < args_.size(); ++i) {
+      std::string a = args_[i];
+      if ((a == "--flagfile" || a == "-flagfile") && i + 1 < args_.size()) {
+        a = "--flagfile=" + args_[++i];  // gflags' `--flagfile FILE`
+      }
+      const size_t at = a.find_first_not_of('-');
+      if (at != std::string::npos && a.compare(at, 9, "flagfile=") == 0) {
+        const std::string list = a.substr(at + 9);
+        if (auto s = CheckFlagfiles(list, 0); !s.ok()) return s;
+        if (auto s = ApplyFlagfiles(list, 0); !s.ok()) return s;
+        continue;
+      }
+      bool used = false;
+      const char* next = i + 1 < args_.size() ? args_[i + 1].c_str() : nullptr;
+      if (auto s = ApplyFlag(a, next, &used, "command line: "); !s.ok()) return s;
+      if (used) ++i;
+    }
+    moat::proxy::EngineConfig ec;
+    moat::dataplane::DataplaneConfig dc;
+    std::optional<moat::dataplane::ListenAddress> metrics;
+    if (auto s = BuildConfig(&ec, &dc, &metrics); !s.ok()) return s;
+    const std::map<std::string, std::string> now = MoatFlagValues();
+    std::string changed;
+    for (const auto& [name, value] : now) {
+      if (name == "flagfile" || name == "check") continue;
+      const std::string& was = running_[name];
+      if (value == was) continue;
+      if (!IsReloadable(name)) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "--%s cannot change at run time (running '%s', now '%s'): restart moat for it",
+            name, was, value));
+      }
+      absl::StrAppendFormat(&changed, "%s--%s=%s", changed.empty() ? "" : " ", name, value);
+    }
+    auto outcome = dp_->Reconfigure(ec, /*wait_ms=*/2000);
+    if (!outcome.ok()) return outcome.status();
+    *generation = outcome->generation;
+    for (const char* name : kReloadable) running_[name] = now.at(name);
+    return absl::StrFormat("generation %d %s: %s", outcome->generation,
+                           outcome->applied ? "applied by every worker"
+                                            : "published (workers not all switched yet)",
+                           changed.empty() ? "no change" : changed);
+  }
+
+  std::mutex mu_;
+  const std::vector<std::string> args_;
+  moat::dataplane::Dataplane* dp_;
+  std::map<std::string, std::string> running_;  // every moat flag's running value
+};
 
 }  // namespace
 
@@ -338,6 +579,7 @@ int main(int argc, char** argv) {
   }
   std::vector<char*> moat_args = {argv[0]};
   for (int i = sep + 1; i < argc; ++i) moat_args.push_back(argv[i]);
+  const std::vector<std::string> reload_args(moat_args.begin() + 1, moat_args.end());
   std::vector<char*> eal_args(argv, argv + std::max(sep, 1));
 
   // `moat -h` / `moat --help`: EAL prints its options, then ours through
@@ -414,6 +656,10 @@ int main(int argc, char** argv) {
     rte_eal_cleanup();
     return 1;
   }
+  // Lives as long as the process, like the Dataplane (telemetry's thread
+  // may run /moat/reload until exit).
+  Reloader* reloader = new Reloader(reload_args, dp->get());
+  moat::dataplane::SetReloadHandler([reloader] { return reloader->Reload(); });
   if (auto s = moat::dataplane::RegisterTelemetry(dp->get()); !s.ok()) {
     MOAT_LOG(WARNING, "%s", std::string(s.message()).c_str());
   }
@@ -423,6 +669,8 @@ int main(int argc, char** argv) {
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = OnHangup;
+  sigaction(SIGHUP, &sa, nullptr);
 
   if (auto s = (*dp)->Start(); !s.ok()) {
     std::fprintf(stderr, "moat: error: %s\n", std::string(s.message()).c_str());
@@ -435,6 +683,17 @@ int main(int argc, char** argv) {
     // its CPU affinity and never competes with a worker.
     metrics_source = std::make_unique<moat::dataplane::DataplaneMetrics>(dp->get(), MOAT_VERSION);
     AddProcessGauges(metrics_source.get(), (*dp)->workers().size());
+    const moat::dataplane::ConfigChannel* ch = &(*dp)->config_channel();
+    metrics_source->AddCounter("reload_ok", "reloads applied (SIGHUP, /moat/reload)",
+                               [ch] { return static_cast<double>(ch->reload_ok()); });
+    metrics_source->AddCounter("reload_failed",
+                               "reloads refused: bad file or a flag that cannot change at run "
+                               "time (configuration unchanged)",
+                               [ch] { return static_cast<double>(ch->reload_failed()); });
+    metrics_source->AddGauge("config_generation",
+                             "configuration generation every worker runs (1 at start, +1 per "
+                             "applied reload)",
+                             [ch] { return static_cast<double>(ch->applied()); });
     auto* src = metrics_source.get();
     if (auto s = metrics->Start([src](std::string* out) { src->Render(out); }); !s.ok()) {
       std::fprintf(stderr, "moat: error: %s\n", std::string(s.message()).c_str());
@@ -471,6 +730,10 @@ int main(int argc, char** argv) {
   while (!g_quit) {
     timespec ts{0, 50 * 1000 * 1000};
     nanosleep(&ts, nullptr);
+    if (g_hup) {
+      g_hup = 0;
+      reloader->Reload();
+    }
     since_ms += 50;
     for (size_t w = 0; w < cookie_mode.size(); ++w) {
       const auto& st = (*dp)->workers()[w]->engine_stats();
@@ -490,6 +753,7 @@ int main(int argc, char** argv) {
   }
 
   (*dp)->Stop();
+  moat::dataplane::SetReloadHandler(nullptr);
   reporter.Print(stdout, /*final=*/true);
   if (metrics) metrics->Stop();
   moat::dataplane::UnregisterTelemetry();

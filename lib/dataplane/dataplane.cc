@@ -111,8 +111,10 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
 
   const uint16_t port_ids[2] = {config.client_port, config.server_port};
   const uint64_t now = RealtimeNs();
+  proxy::EngineConfig shared = engine;
+  shared.synack_rate = PerWorkerSynAckRate(engine.synack_rate, queues);
   for (uint16_t q = 0; q < queues; ++q) {
-    proxy::EngineConfig ec = engine;
+    proxy::EngineConfig ec = shared;
     // Attackers choose tuples: each worker's flow table gets its own
     // secret hash seed.
     ec.hash_seed = rte_rand();
@@ -122,7 +124,40 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));
   }
+  dp->channel_ = std::make_unique<ConfigChannel>(dp->workers_.size(), shared);
+  for (auto& w : dp->workers_) w->set_config_channel(dp->channel_.get());
   return dp;
+}
+
+uint32_t PerWorkerSynAckRate(uint32_t rate, size_t workers) {
+  if (rate == 0 || workers <= 1) return rate;
+  return static_cast<uint32_t>((rate + workers - 1) / workers);
+}
+
+absl::StatusOr<Dataplane::ReloadOutcome> Dataplane::Reconfigure(const proxy::EngineConfig& next,
+                                                                 uint32_t wait_ms) {
+  if (auto s = proxy::ValidatePolicy(next); !s.ok()) return s;
+  proxy::EngineConfig c = channel_->current();
+  c.services = next.services;
+  c.synack_rate = PerWorkerSynAckRate(next.synack_rate, workers_.size());
+  c.synack_prefix_v4 = next.synack_prefix_v4;
+  c.synack_prefix_v6 = next.synack_prefix_v6;
+  c.allow = next.allow;
+  c.deny = next.deny;
+  ReloadOutcome r;
+  r.generation = channel_->Publish(c);
+  // Workers pick it up within a poll round (plus --idle_sleep_us).
+  for (uint32_t waited_us = 0; waited_us <= wait_ms * 1000u; waited_us += 200) {
+    if (channel_->applied() >= r.generation) {
+      r.applied = true;
+      break;
+    }
+    if (!running_) break;
+    timespec ts{0, 200 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  channel_->Reclaim();
+  return r;
 }
 
 Dataplane::~Dataplane() {

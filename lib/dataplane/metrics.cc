@@ -228,6 +228,11 @@ void DataplaneMetrics::AddGauge(std::string name, std::string help, std::functio
   gauges_.push_back({std::move(name), std::move(help), std::move(value)});
 }
 
+void DataplaneMetrics::AddCounter(std::string name, std::string help,
+                                  std::function<double()> value) {
+  gauges_.push_back({std::move(name), std::move(help), std::move(value), /*counter=*/true});
+}
+
 void DataplaneMetrics::Render(std::string* out) {
   PortMetrics ports[2];
   for (int s = 0; s < 2; ++s) {
@@ -248,7 +253,7 @@ void DataplaneMetrics::Render(std::string* out) {
   }
   gauge_values_.resize(gauges_.size());
   for (size_t i = 0; i < gauges_.size(); ++i) {
-    gauge_values_[i] = {gauges_[i].name, gauges_[i].help, gauges_[i].value()};
+    gauge_values_[i] = {gauges_[i].name, gauges_[i].help, gauges_[i].value(), gauges_[i].counter};
   }
   MetricsInput in;
   in.workers = workers_;

@@ -165,8 +165,9 @@ void RenderMetrics(const MetricsInput& in, std::string* out) {
   }
 
   for (const GaugeMetric& g : in.gauges) {
-    Header(g.name, "", g.help, "gauge", out);
-    Put(out, "moat_", g.name, " ");
+    const std::string_view suffix = g.counter ? "_total" : "";
+    Header(g.name, suffix, g.help, g.counter ? "counter" : "gauge", out);
+    Put(out, "moat_", g.name, suffix, " ");
     AppendDouble(g.value, out);
     out->push_back('\n');
   }

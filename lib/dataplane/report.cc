@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <ctime>
+#include <mutex>
 
 namespace moat::dataplane {
 
@@ -97,10 +98,42 @@ void FillDict(const CounterSnapshot& s, rte_tel_data* d) {
   }
 }
 
+// Process-level: the reload counters and the configuration generation.
+void AddReloadCounters(const Dataplane* dp, rte_tel_data* d) {
+  const ConfigChannel& ch = dp->config_channel();
+  rte_tel_data_add_dict_u64(d, "reload_ok", ch.reload_ok());
+  rte_tel_data_add_dict_u64(d, "reload_failed", ch.reload_failed());
+  rte_tel_data_add_dict_u64(d, "config_generation", ch.generation());
+  rte_tel_data_add_dict_u64(d, "config_generation_applied", ch.applied());
+}
+
 int TelStats(const char*, const char*, rte_tel_data* d) {
   const Dataplane* dp = g_dp.load(std::memory_order_acquire);
   if (dp == nullptr) return -1;
   FillDict(dp->Snapshot(), d);
+  AddReloadCounters(dp, d);
+  return 0;
+}
+
+std::mutex g_reload_mu;
+ReloadHandler g_reload;
+
+int TelReload(const char*, const char*, rte_tel_data* d) {
+  const Dataplane* dp = g_dp.load(std::memory_order_acquire);
+  ReloadHandler handler;
+  {
+    std::lock_guard<std::mutex> lock(g_reload_mu);
+    handler = g_reload;
+  }
+  if (dp == nullptr || !handler) return -1;
+  const ReloadResult r = handler();
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_string(d, "result", r.ok ? "ok" : "failed");
+  // Telemetry strings are short (RTE_TEL_MAX_STRING_LEN); the log has the
+  // whole line.
+  std::string msg = r.message.substr(0, RTE_TEL_MAX_STRING_LEN - 1);
+  rte_tel_data_add_dict_string(d, "message", msg.c_str());
+  AddReloadCounters(dp, d);
   return 0;
 }
 
@@ -185,7 +218,10 @@ absl::Status RegisterTelemetry(const Dataplane* dp) {
       rte_telemetry_register_cmd("/moat/worker", TelWorker,
                                  "moat counters of one worker. Parameters: int worker_id") != 0 ||
       rte_telemetry_register_cmd("/moat/info", TelInfo,
-                                 "moat workers and ports. Takes no parameters") != 0) {
+                                 "moat workers and ports. Takes no parameters") != 0 ||
+      rte_telemetry_register_cmd("/moat/reload", TelReload,
+                                 "re-read the flagfile and apply --protect, the rate limit and "
+                                 "--allow/--deny, like SIGHUP. Takes no parameters") != 0) {
     return absl::InternalError("cannot register the /moat/* telemetry commands");
   }
   registered = true;
@@ -193,5 +229,10 @@ absl::Status RegisterTelemetry(const Dataplane* dp) {
 }
 
 void UnregisterTelemetry() { g_dp.store(nullptr, std::memory_order_release); }
+
+void SetReloadHandler(ReloadHandler handler) {
+  std::lock_guard<std::mutex> lock(g_reload_mu);
+  g_reload = std::move(handler);
+}
 
 }  // namespace moat::dataplane

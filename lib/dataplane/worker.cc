@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "absl/strings/str_format.h"
+#include "moat/dataplane/reload.h"
 
 namespace moat::dataplane {
 
@@ -138,6 +139,8 @@ void Worker::RunTimers(uint64_t now_ns) {
 }
 
 uint16_t Worker::RunRound(uint64_t tsc, uint64_t now_ns) {
+  // A reload takes effect here, between two rounds of bursts.
+  if (channel_ != nullptr) channel_->PickUp(index_, engine_.get());
   const uint16_t nc = Poll(Side::kClient, now_ns);
   const uint16_t ns = Poll(Side::kServer, now_ns);
   if (tsc - last_tick_ >= tick_tsc_) {

@@ -25,32 +25,37 @@ void MaskPrefix(uint8_t* addr, uint8_t addr_len, uint8_t prefix_len) {
   }
 }
 
-absl::StatusOr<uint16_t> ParsePort(absl::string_view s, absl::string_view entry) {
+absl::StatusOr<uint16_t> ParsePort(absl::string_view flag, absl::string_view s,
+                                   absl::string_view entry) {
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || value > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--protect: bad port '", s, "' in '", entry, "' (expected 0-65535)"));
+        "--", flag, ": bad port '", s, "' in '", entry, "' (expected 0-65535)"));
   }
   return static_cast<uint16_t>(value);
 }
 
-absl::StatusOr<ServiceRange> ParseEntry(absl::string_view entry) {
+// One `ADDR[/LEN][:PORT[-PORT]]` of `--<flag>`; *has_port says whether a
+// port was written.
+absl::StatusOr<ServiceRange> ParseEntry(absl::string_view flag, absl::string_view entry,
+                                        bool* has_port) {
   ServiceRange r;
+  *has_port = false;
   absl::string_view addr_part = entry;
   absl::string_view port_part;
   if (absl::ConsumePrefix(&addr_part, "[")) {
     const size_t close = addr_part.find(']');
     if (close == absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--protect: missing ']' in '", entry, "'"));
+          absl::StrCat("--", flag, ": missing ']' in '", entry, "'"));
     }
     absl::string_view rest = addr_part.substr(close + 1);
     addr_part = addr_part.substr(0, close);
     if (!rest.empty()) {
       if (!absl::ConsumePrefix(&rest, ":")) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--protect: expected ':PORT' after ']' in '", entry, "'"));
+            "--", flag, ": expected ':PORT' after ']' in '", entry, "'"));
       }
       port_part = rest;
     }
@@ -73,7 +78,7 @@ absl::StatusOr<ServiceRange> ParseEntry(absl::string_view entry) {
     r.addr_len = 16;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--protect: '", addr_part, "' in '", entry,
+        "--", flag, ": '", addr_part, "' in '", entry,
         "' is not an IPv4 or IPv6 address (IPv6 with a port goes in brackets: "
         "[2001:2::2]:80)"));
   }
@@ -84,7 +89,7 @@ absl::StatusOr<ServiceRange> ParseEntry(absl::string_view entry) {
     auto [ptr, ec] = std::from_chars(len_part.data(), len_part.data() + len_part.size(), len);
     if (ec != std::errc() || ptr != len_part.data() + len_part.size() || len > max_len) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--protect: bad prefix length '/", len_part, "' in '", entry,
+          "--", flag, ": bad prefix length '/", len_part, "' in '", entry,
           "' (expected 0-", max_len, ")"));
     }
     r.prefix_len = static_cast<uint8_t>(len);
@@ -97,19 +102,20 @@ absl::StatusOr<ServiceRange> ParseEntry(absl::string_view entry) {
       lo = port_part.substr(0, dash);
       hi = port_part.substr(dash + 1);
     }
-    auto lo_or = ParsePort(lo, entry);
+    auto lo_or = ParsePort(flag, lo, entry);
     if (!lo_or.ok()) return lo_or.status();
-    auto hi_or = ParsePort(hi, entry);
+    auto hi_or = ParsePort(flag, hi, entry);
     if (!hi_or.ok()) return hi_or.status();
     if (*lo_or > *hi_or) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--protect: port range '", port_part, "' in '", entry, "' is reversed"));
+          "--", flag, ": port range '", port_part, "' in '", entry, "' is reversed"));
     }
     r.port_lo = *lo_or;
     r.port_hi = *hi_or;
+    *has_port = true;
   } else if (absl::EndsWith(entry, ":")) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--protect: empty port in '", entry, "'"));
+        absl::StrCat("--", flag, ": empty port in '", entry, "'"));
   }
   return r;
 }
@@ -194,8 +200,36 @@ absl::StatusOr<ServiceSet> ParseProtect(absl::string_view spec) {
       return absl::InvalidArgumentError(
           absl::StrCat("--protect: empty entry in '", spec, "'"));
     }
-    auto range = ParseEntry(entry);
+    bool has_port = false;
+    auto range = ParseEntry("protect", entry, &has_port);
     if (!range.ok()) return range.status();
+    if (absl::Status s = set.Add(*range); !s.ok()) return s;
+  }
+  return set;
+}
+
+absl::StatusOr<ServiceSet> ParsePrefixList(absl::string_view flag, absl::string_view spec) {
+  ServiceSet set;
+  if (absl::StripAsciiWhitespace(spec).empty()) return set;
+  for (absl::string_view entry : absl::StrSplit(spec, ',')) {
+    entry = absl::StripAsciiWhitespace(entry);
+    if (entry.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": empty entry in '", spec, "'"));
+    }
+    bool has_port = false;
+    auto range = ParseEntry(flag, entry, &has_port);
+    if (!range.ok()) return range.status();
+    if (has_port) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": '", entry,
+          "' has a port; it takes source address prefixes only, e.g. 198.18.7.0/24,2001:2::/48"));
+    }
+    if (set.size() == ServiceSet::kMaxRanges) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": more than ", ServiceSet::kMaxRanges,
+          " prefixes; use shorter prefixes, or filter large lists in front of moat"));
+    }
     if (absl::Status s = set.Add(*range); !s.ok()) return s;
   }
   return set;
@@ -250,6 +284,29 @@ absl::Status ValidateConfig(const EngineConfig& c) {
                                   "a key must outlive a cookie (120 s)");
       !s.ok()) {
     return s;
+  }
+  return ValidatePolicy(c);
+}
+
+absl::Status ValidatePolicy(const EngineConfig& c) {
+  if (c.services.empty()) {
+    return absl::InvalidArgumentError("--protect is required: no service to protect");
+  }
+  if (absl::Status s = CheckRange("synack_rate", c.synack_rate, 0, kMaxSynAckRate,
+                                  "SYN-ACKs per second per source prefix, 0 = off");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("synack_prefix_v4", c.synack_prefix_v4, 0, 32); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("synack_prefix_v6", c.synack_prefix_v6, 0, 128); !s.ok()) {
+    return s;
+  }
+  const uint32_t b = c.synack_rate_buckets;
+  if (b < 64 || b > (1u << 24) || (b & (b - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "synack_rate_buckets=%d must be a power of two in [64, 2^24]", b));
   }
   return absl::OkStatus();
 }

@@ -54,6 +54,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
   auto held = HeldPool::Create(config.held_slots);
   if (!held.ok()) return held.status();
   e->held_ = std::move(*held);
+  // Its own seed: knowing one hash must not tell anything about the other.
+  auto limiter = SynRateLimiter::Create(config.synack_rate_buckets,
+                                        cookie::SipHash24(cookie::SipKey{seed, ~seed}, "rate", 4));
+  if (!limiter.ok()) return limiter.status();
+  e->limiter_ = std::move(*limiter);
+  e->limiter_->Configure(config.synack_rate, config.synack_prefix_v4, config.synack_prefix_v6);
   if (config.syn_cache_entries != 0) {
     auto cache = SynCache::Create(config.syn_cache_entries, now_ns);
     if (!cache.ok()) return cache.status();
@@ -101,12 +107,24 @@ void Engine::Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p) {
   p->protected_tcp =
       in == Side::kClient ? config_.services.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
                           : config_.services.Matches(v.addr_len(), v.src_addr(), v.src_port());
-  if (!p->protected_tcp) return;
+  p->retired = false;
+  if (!p->protected_tcp) {
+    // A service a reload removed may still have flows (policy.cc).
+    if (retired_.empty() ||
+        !(in == Side::kClient ? retired_.Matches(v.addr_len(), v.dst_addr(), v.dst_port())
+                              : retired_.Matches(v.addr_len(), v.src_addr(), v.src_port()))) {
+      return;
+    }
+    p->protected_tcp = p->retired = true;
+  }
   p->kind = internal::KindOf(v.tcp_flags());
   const flow::FlowKeyWords k = flow::KeyWordsFromPacket(v, in == Side::kClient);
   p->hash = table_->HashWords(k.w[0], k.w[1], k.w[2], k.w[3], k.w[4]);
   k.StoreTo(&p->key);
   table_->Prefetch(p->hash);
+  if (p->kind == SegmentKind::kSyn && in == Side::kClient && limiter_->enabled()) {
+    limiter_->Prefetch(v.addr_len(), v.src_addr());  // AdmitSyn's bucket
+  }
   // SYNs and handshake ACKs look at the SYN cache's signature row too.
   if (syn_cache_ != nullptr && in == Side::kClient) syn_cache_->Prefetch(p->hash);
 }
@@ -168,6 +186,15 @@ Verdict Engine::Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output*
     return Verdict::kForward;
   }
   Flow* f = table_->Find(p->key, p->hash);
+  if (p->retired && (f == nullptr || (in == Side::kClient && p->kind == SegmentKind::kSyn &&
+                                      f->state == FlowState::kTimeWait))) {
+    // A removed service and no live flow of it: not moat's any more. A
+    // tuple lingering in TIME_WAIT is forgotten, so a new connection on it
+    // is the backend's own, bridged.
+    if (f != nullptr) RemoveFlow(f);
+    stats_.Inc(Counter::k_bridged);
+    return Verdict::kForward;
+  }
   // Checksums. A corrupted segment must not create state, be answered (the
   // cookie would be computed over garbage) or end a flow, so every segment
   // without an established flow, and every SYN, FIN and RST, is verified.

@@ -45,6 +45,8 @@ Verdict Engine::ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* ou
 Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) {
   stats_.Inc(Counter::k_syn_received);
   PacketView& v = p->v;
+  // Deny list and anti-reflection rate limit (rate_limit.cc).
+  if (!AdmitSyn(v, now_ns)) return Verdict::kDrop;
   const net::TcpOptions& opts = v.opts;
   SynAsk ask = AskFromSyn(v);
   if (config_.fastopen && opts.has_fastopen) {

@@ -181,6 +181,7 @@ class RenderTest : public ::testing::Test {
         {"not_a_number", "NaN is spelled NaN", std::nan("")},
         {"infinite", "+Inf", std::numeric_limits<double>::infinity()},
         {"workers", "workers", 2},
+        {"reload_failed", "reloads refused", 3, /*counter=*/true},
     };
     in_.workers = workers_;
     in_.ports = ports_;
@@ -295,6 +296,15 @@ TEST_F(RenderTest, ProcessGaugesAndBuildInfoWithEscaping) {
   EXPECT_EQ(b.samples[0].value, "1");
   EXPECT_EQ(b.samples[0].labels.at("version"), "1.2 \"rc\\1\"\nx");
   EXPECT_EQ(b.samples[0].labels.at("dpdk"), "22.11.4");
+}
+
+TEST_F(RenderTest, ProcessCountersEndInTotal) {
+  const auto fam = Render();
+  ASSERT_EQ(fam.count("moat_reload_failed"), 0u);
+  const Family& f = fam.at("moat_reload_failed_total");
+  EXPECT_EQ(f.type, "counter");
+  EXPECT_EQ(f.help, "reloads refused");
+  EXPECT_EQ(f.samples.at(0).value, "3");
 }
 
 TEST_F(RenderTest, RawEscapesOnTheWire) {

@@ -51,7 +51,8 @@ for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
   pool_mbufs=99999999 burst=0 tx_drain_us=0 idle_sleep_us=100001 flow_capacity=0 \
   held_slots=0 backend_syn_rto_ms=5 backend_syn_retries=11 time_wait_ms=240001 \
   idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000 \
-  syn_cache_entries=4194305 syn_flood_rate=39 fastopen_max_pending=0; do
+  syn_cache_entries=4194305 syn_flood_rate=39 fastopen_max_pending=0 \
+  synack_rate=1000001 synack_prefix_v4=33 synack_prefix_v6=129; do
   expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
 done
 expect_error "short secret file" "secret" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --cookie_secret_file=/dev/null
@@ -97,6 +98,8 @@ cmp -s "$LAB_DIR/huge.before" "$LAB_DIR/huge.after" || lab_fail "--check touched
 expect_error "--check without --protect" "--protect is required" --check --flow_capacity=1024
 expect_error "--check bad --protect" "--protect" --check --protect=198.18.0.300:80
 expect_error "--check bad range in flagfile" "--mss=100" --check --flagfile="$cfg" --mss=100
+expect_error "--check --deny with a port" "--deny: '198.18.7.0/24:80' has a port" --check --flagfile="$cfg" --deny=198.18.7.0/24:80
+expect_error "--check bad --allow" "--allow: bad prefix length '/40'" --check --flagfile="$cfg" --allow=198.18.7.0/40
 printf -- '--protect=198.18.0.2:80\n--no_such_flag=1\n' >"$LAB_DIR/bad.flags"
 # gflags alone would skip an unknown name inside a flagfile silently.
 expect_error "--check unknown flag in flagfile" "bad.flags line 2: unknown flag '--no_such_flag'" --check --flagfile="$LAB_DIR/bad.flags"

@@ -169,6 +169,57 @@ TEST(EngineAllocTest, HotPathNeverAllocates) {
   EXPECT_EQ((*e)->flow_count(), 0u);
 }
 
+// A SYN to the v4 service from 198.18.<net>.<host>.
+Frame SynFromV4(uint8_t net, uint8_t host, uint16_t sport) {
+  const uint8_t src[4] = {198, 18, net, host};
+  net::TcpFrameSpec s;
+  s.src_mac = kClientMac;
+  s.dst_mac = kServerMac;
+  s.src_addr = src;
+  s.dst_addr = kServerV4;
+  s.src_port = sport;
+  s.dst_port = kServerPort;
+  s.seq = 77;
+  s.flags = kTcpSyn;
+  s.window = 1000;
+  Frame f;
+  f.len = static_cast<uint16_t>(net::BuildTcpFrame(f.buf, sizeof(f.buf), s));
+  return f;
+}
+
+TEST(EngineAllocTest, RateLimitListsAndReconfigureNeverAllocate) {
+  EngineConfig c = DefaultConfig();
+  c.synack_rate = 4;
+  c.allow = *ParsePrefixList("allow", "198.18.0.0/24");
+  c.deny = *ParsePrefixList("deny", "198.18.9.0/24,2001:2:0:9::/64");
+  EngineConfig moved = c;
+  moved.services = *ParseProtect("198.18.1.2:81,[2001:2::2]:81");
+  moved.synack_rate = 8;
+  auto e = Engine::Create(c, kT0);
+  ASSERT_TRUE(e.ok());
+  Driver d(e->get());
+  Lifecycle(d, false, 20000);  // warm-up
+  const size_t before = CountedAllocations();
+  // A flood from a few hundred /24s: answered, limited, denied.
+  for (int i = 0; i < 600; ++i) {
+    Frame f = SynFromV4(static_cast<uint8_t>(i % 12), static_cast<uint8_t>(i),
+                        static_cast<uint16_t>(1000 + i));
+    d.Send(Side::kClient, f);
+  }
+  {
+    AllocationScope counting;
+    (*e)->Reconfigure(moved);
+    (*e)->Reconfigure(c);
+  }
+  d.now += 2 * kSec;  // the limited v6 client gets its burst back
+  Lifecycle(d, false, 21000);
+  Lifecycle(d, true, 22000);
+  EXPECT_EQ(CountedAllocations() - before, 0u) << "operator new called on the hot path";
+  EXPECT_GT((*e)->stats().Load(Counter::k_drop_synack_rate), 0u);
+  EXPECT_GT((*e)->stats().Load(Counter::k_drop_denied), 0u);
+  EXPECT_EQ((*e)->stats().Load(Counter::k_config_reloads), 2u);
+}
+
 TEST(EngineAllocTest, SynCacheNeverAllocates) {
   EngineConfig cfg = DefaultConfig();
   cfg.syn_cache_entries = 64;

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "moat/dataplane/port.h"
+#include "moat/dataplane/reload.h"
 #include "moat/dataplane/worker.h"
 #include "moat/proxy/config.h"
 
@@ -46,6 +47,11 @@ struct CounterSnapshot {
   void Add(const Worker& w);
 };
 
+// --synack_rate is per prefix for the whole instance; RSS spreads one
+// prefix's SYNs (different ports) over the workers, so each worker's
+// engine gets an equal share, rounded up.
+uint32_t PerWorkerSynAckRate(uint32_t rate, size_t workers);
+
 class Dataplane {
  public:
   // Checks the ports and lcores, configures and starts both ports, and
@@ -64,6 +70,19 @@ class Dataplane {
   // Stops and closes both ports; Stop() first.
   void ClosePorts();
 
+  // Reload: hands the policy of `next` (services, rate limit, allow/deny;
+  // the rest of it is ignored) to every worker as a new generation
+  // (reload.h) and waits up to `wait_ms` for all of them to switch.
+  // Checks the policy first (ValidatePolicy); an error leaves everything
+  // as it was.
+  struct ReloadOutcome {
+    uint64_t generation = 0;
+    bool applied = false;  // every worker switched within wait_ms
+  };
+  absl::StatusOr<ReloadOutcome> Reconfigure(const proxy::EngineConfig& next, uint32_t wait_ms);
+  ConfigChannel& config_channel() { return *channel_; }
+  const ConfigChannel& config_channel() const { return *channel_; }
+
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   const Port& port(proxy::Side side) const { return ports_[static_cast<int>(side)]; }
   CounterSnapshot Snapshot() const;
@@ -76,6 +95,7 @@ class Dataplane {
   Port ports_[2];
   std::vector<rte_mempool*> pools_;  // one per NUMA socket in use
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<ConfigChannel> channel_;
   std::vector<unsigned> lcores_;  // worker i runs on lcores_[i]
   // Argument of each remote launch: the worker and the stop flag.
   std::vector<std::pair<Worker*, const volatile bool*>> launch_;

@@ -23,6 +23,7 @@
 //   every dataplane counter (worker.h)      moat_<name>_total{worker}   counter
 //   port counters (rte_eth_stats)           moat_port_<name>_total{port,side}
 //   process gauges (DataplaneMetrics::AddGauge) moat_<name>
+//   process counters (AddCounter)           moat_<name>_total
 //   build                                   moat_build_info{version,dpdk} 1
 //
 // Adding a per-worker gauge is one line in MOAT_COUNTERS with help text
@@ -87,11 +88,13 @@ struct PortMetrics {
   uint64_t value[kNumPortMetrics] = {};
 };
 
-// A process-wide gauge: exported as moat_<name>.
+// A process-wide gauge: exported as moat_<name>; or, with `counter`, a
+// process-wide counter exported as moat_<name>_total.
 struct GaugeMetric {
   std::string_view name;
   std::string_view help;
   double value = 0;
+  bool counter = false;
 };
 
 struct MetricsInput {
@@ -178,6 +181,8 @@ class DataplaneMetrics {
 
   // Registers moat_<name>, read at each scrape. Before the server starts.
   void AddGauge(std::string name, std::string help, std::function<double()> value);
+  // The same for a process-wide counter, exported as moat_<name>_total.
+  void AddCounter(std::string name, std::string help, std::function<double()> value);
 
   // Collects and renders; called on the server thread only.
   void Render(std::string* out);
@@ -186,6 +191,7 @@ class DataplaneMetrics {
   struct Gauge {
     std::string name, help;
     std::function<double()> value;
+    bool counter = false;
   };
   const Dataplane* dp_;
   std::string version_;

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "moat/dataplane/dataplane.h"
@@ -31,7 +33,19 @@ class StatsReporter {
   PortPrev prev_[2];
 };
 
-// Registers /moat/stats, /moat/worker and /moat/info. `dp` must outlive
+// What a reload did, for /moat/reload (and the log).
+struct ReloadResult {
+  bool ok = false;
+  std::string message;  // one line: what changed, or why nothing did
+  uint64_t generation = 0;
+};
+using ReloadHandler = std::function<ReloadResult()>;
+// /moat/reload calls `handler` on the telemetry thread and answers with its
+// result and the reload counters. The handler serializes with other
+// reloads (SIGHUP) itself. Set it before RegisterTelemetry().
+void SetReloadHandler(ReloadHandler handler);
+
+// Registers /moat/stats, /moat/worker, /moat/info and /moat/reload. `dp` must outlive
 // the EAL (telemetry callbacks run on a control thread until
 // rte_eal_cleanup()).
 absl::Status RegisterTelemetry(const Dataplane* dp);

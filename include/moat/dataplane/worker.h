@@ -19,6 +19,8 @@ struct rte_mempool;
 
 namespace moat::dataplane {
 
+class ConfigChannel;
+
 struct WorkerConfig {
   uint16_t burst = 32;
   // While every RX queue returns full bursts, partly filled TX buffers
@@ -50,6 +52,10 @@ class Worker {
   // The lcore loop; returns when *stop becomes true, after flushing.
   void Run(const volatile bool* stop);
 
+  // Where reloads come from (reload.h): checked once per poll round. Set
+  // before Run().
+  void set_config_channel(ConfigChannel* channel) { channel_ = channel; }
+
   // One round of that loop at TSC `tsc` and wall-clock `now_ns`: both RX
   // queues, the engine's timers when their tick is due, then the TX flush
   // policy. Returns how many frames came in. For tests; Run() is the loop.
@@ -79,6 +85,7 @@ class Worker {
   uint64_t last_tick_ = 0;
   std::unique_ptr<proxy::Engine> engine_;
   std::unique_ptr<proxy::Output> out_;
+  ConfigChannel* channel_ = nullptr;
   DataplaneStats stats_;
   StageStats stages_;
   StageTimer timer_{&stages_};

@@ -103,8 +103,36 @@ class ServiceSet {
 // without a port may omit them (`2001:2::/64`). No port means every port.
 absl::StatusOr<ServiceSet> ParseProtect(absl::string_view spec);
 
+// Parses a `--allow` / `--deny` list, `ADDR[/LEN],...` (IPv4 and IPv6,
+// brackets optional, no ports) into a set matched with MatchesAddress().
+// Empty means no entry. Errors name `--<flag>` and the bad entry.
+absl::StatusOr<ServiceSet> ParsePrefixList(absl::string_view flag, absl::string_view spec);
+
+// The highest --synack_rate: beyond a million SYN-ACKs a second towards one
+// prefix there is nothing left to limit.
+inline constexpr uint32_t kMaxSynAckRate = 1'000'000;
+
 struct EngineConfig {
+  // --- The policy: what a reload may change (Engine::Reconfigure). ---
   ServiceSet services;
+
+  // Anti-reflection (rate_limit.h): at most synack_rate SYN-ACKs per second
+  // (bursts of as many) towards each client source prefix of these
+  // lengths, per engine; 0 = off. The dataplane divides --synack_rate
+  // among its workers.
+  uint32_t synack_rate = 0;
+  uint8_t synack_prefix_v4 = 24;
+  uint8_t synack_prefix_v6 = 64;
+  // Client source prefixes (MatchesAddress) never rate limited, and those
+  // whose SYNs are dropped (drop_denied). Deny wins over allow.
+  ServiceSet allow;
+  ServiceSet deny;
+
+  // --- Fixed at start-up. ---
+  // Token buckets of the rate limiter, per engine (8 bytes each), a power
+  // of two; allocated at Create() even when the limit is off, so a reload
+  // can turn it on without allocating.
+  uint32_t synack_rate_buckets = 65536;
 
   // What moat advertises in its SYN-ACK (--mss --wscale --sack
   // --timestamps). The defaults suit a Linux backend on a 1500-byte MTU:
@@ -162,5 +190,7 @@ struct EngineConfig {
 
 // Checks every value's range; the message names the flag and the range.
 absl::Status ValidateConfig(const EngineConfig& config);
+// The same for the reloadable part only (services, rate limit, lists).
+absl::Status ValidatePolicy(const EngineConfig& config);
 
 }  // namespace moat::proxy

@@ -73,6 +73,7 @@
 #include "moat/proxy/config.h"
 #include "moat/proxy/flow_state.h"
 #include "moat/proxy/held_pool.h"
+#include "moat/proxy/rate_limit.h"
 #include "moat/proxy/stats.h"
 #include "moat/proxy/syn_cache.h"
 
@@ -176,8 +177,19 @@ class Engine {
   // *out and call again).
   bool Tick(uint64_t now_ns, Output* out);
 
+  // A new policy (reload): takes the services, the rate limit and the
+  // allow/deny lists of `next` (the rest of it is ignored: fixed at
+  // Create()). Called on the engine's own thread between bursts; copies,
+  // never allocates (policy.cc). Flows of services that `next` no longer
+  // protects keep being spliced until they end; new connections to those
+  // services are bridged.
+  void Reconfigure(const EngineConfig& next);
+
   const WorkerStats& stats() const { return stats_; }
   const EngineConfig& config() const { return config_; }
+  const SynRateLimiter& rate_limiter() const { return *limiter_; }
+  // Services removed by Reconfigure() whose flows may still be in the table.
+  const ServiceSet& retired_services() const { return retired_; }
   uint32_t flow_count() const { return table_->size(); }
   uint32_t held_free() const { return held_->free_slots(); }
   // The SYN cache (nullptr when --syn_cache_entries=0) and the worker's
@@ -197,6 +209,7 @@ class Engine {
     net::PacketView v;
     net::ParseError err;
     bool protected_tcp;
+    bool retired;  // protected only as a service a reload removed (retired_)
     SegmentKind kind;
     flow::FlowKey key;
     uint32_t hash;
@@ -219,6 +232,9 @@ class Engine {
   // icmp.cc: IP that is not TCP.
   Verdict NotTcp(Side in, net::PacketView& v);
   bool TranslateIcmpError(net::PacketView& v);
+
+  // rate_limit.cc: deny list, allow list and rate limit for a client SYN.
+  bool AdmitSyn(const net::PacketView& v, uint64_t now_ns);
 
   // handshake.cc
   Verdict ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
@@ -302,6 +318,9 @@ class Engine {
   std::unique_ptr<flow::FlowTable<Flow>> table_;
   std::unique_ptr<flow::TimerWheel> wheel_;
   std::unique_ptr<HeldPool> held_;
+  std::unique_ptr<SynRateLimiter> limiter_;
+  // Services a reload removed: their flows are still looked up (policy.cc).
+  ServiceSet retired_;
   std::unique_ptr<SynCache> syn_cache_;
   FloodDetector flood_;
   cookie::FastOpenCodec tfo_;

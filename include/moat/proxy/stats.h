@@ -124,7 +124,14 @@ namespace moat::proxy {
   X(rst_probe_unanswered, "flows removed after unanswered RST probes (both ends " \
                           "reset)")                                            \
   X(bridged_unparsed, "frames moat could not parse, for no protected service: " \
-                      "bridged unchanged")
+                      "bridged unchanged")   \
+  /* Operations: anti-reflection and reload */                                 \
+  X(drop_synack_rate, "client SYNs over --synack_rate for their source "       \
+                      "prefix (not answered)")                                 \
+  X(drop_denied, "client SYNs from a --deny prefix (not answered)")            \
+  X(config_reloads, "new configurations (reloads) this worker applied")        \
+  X(services_retired, "gauge: services removed by a reload whose flows are "  \
+                      "still looked up")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
