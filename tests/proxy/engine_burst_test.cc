@@ -78,6 +78,9 @@ Outcome Burst(Harness& h, Side in, std::vector<Frame> frames) {
 // through Process(), one through ProcessBurst().
 class BurstVsOneByOne {
  public:
+  explicit BurstVsOneByOne(const EngineConfig& config = DefaultConfig())
+      : single_(config), burst_(config) {}
+
   // Runs `frames` from side `in` through both and expects the same of
   // each; returns what Process() did.
   Outcome Run(Side in, const std::vector<Frame>& frames) {
@@ -139,8 +142,15 @@ struct Peer {
   }
 };
 
-TEST(EngineBurstTest, BurstMatchesOneByOne) {
-  BurstVsOneByOne t;
+// With and without the SYN cache: whichever mode answers a SYN, and
+// whether a handshake ACK finds its entry, a burst must come out as one
+// frame at a time does.
+class EngineBurstModeTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(SynCache, EngineBurstModeTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "On" : "Off"; });
+
+TEST_P(EngineBurstModeTest, BurstMatchesOneByOne) {
+  BurstVsOneByOne t(GetParam() ? CacheConfig(256) : DefaultConfig());
 
   // 1. A client burst of what a flood leaves: SYNs, guessed cookies, other
   //    services, runts; 40 frames, more than one internal chunk of 32.
