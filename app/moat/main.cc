@@ -103,6 +103,9 @@ DEFINE_bool(fastopen, false,
             "Only for services whose first request is idempotent (README)");
 DEFINE_uint32(fastopen_max_pending, 1024,
               "Fast Open flows per worker that may wait for their backend at once");
+DEFINE_bool(learn_backends, true,
+            "offer clients only the options each backend's SYN-ACKs agreed to (timestamps, "
+            "SACK, ECN, MSS; the flags stay the upper bound; records age out after 10 min)");
 DEFINE_bool(verify_checksums, true, "verify IPv4 and TCP checksums of protected traffic");
 
 // Anti-reflection and lists (reloadable).
@@ -289,6 +292,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   ec->syn_flood_rate = FLAGS_syn_flood_rate;
   ec->fastopen = FLAGS_fastopen;
   ec->fastopen_max_pending = FLAGS_fastopen_max_pending;
+  ec->learn_backends = FLAGS_learn_backends;
   ec->synack_rate = FLAGS_synack_rate;
   ec->synack_prefix_v4 = static_cast<uint8_t>(FLAGS_synack_prefix_v4);
   ec->synack_prefix_v6 = static_cast<uint8_t>(FLAGS_synack_prefix_v6);

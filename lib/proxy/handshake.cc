@@ -49,6 +49,7 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   if (!AdmitSyn(v, now_ns)) return Verdict::kDrop;
   const net::TcpOptions& opts = v.opts;
   SynAsk ask = AskFromSyn(v);
+  const uint16_t mss_cap = NarrowToBackend(v, now_ns, &ask);
   if (config_.fastopen && opts.has_fastopen) {
     // RFC 7413: a cookie request gets a cookie; a valid cookie with data
     // opens the flow now (fastopen.cc).
@@ -64,7 +65,8 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   }
   // With an entry in the SYN cache the answer may offer what only the
   // entry can carry (syn_answer.cc); the ISN is the cookie either way.
-  const SynAnswer ans = Answer(ask, CacheSyn(p, ask, now_ns));
+  SynAnswer ans = Answer(ask, CacheSyn(p, ask, now_ns));
+  ans.mss_cap = mss_cap;
   const cookie::CookieTuple tuple{v.addr_len(), v.src_addr(), v.dst_addr(), v.src_port(),
                                   v.dst_port()};
   const uint32_t client_isn = v.seq().value();
@@ -350,6 +352,7 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     f->ecn_clear = true;
     stats_.Inc(Counter::k_backend_ecn_refused);
   }
+  LearnBackend(f, v, now_ns);
   if (opts.has_mss && opts.mss < (v.ipv6() ? config_.mss - 20 : config_.mss)) {
     // Clients size segments by the MSS moat advertised; a backend that
     // takes less is misconfigured relative to --mss.

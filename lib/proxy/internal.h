@@ -40,6 +40,7 @@ struct Engine::SynAnswer {
   bool offer_ws = false;
   uint8_t our_wscale = 0;  // the shift moat offers when offer_ws
   bool ece = false;
+  uint16_t mss_cap = 0;  // a learned backend's MSS below --mss; 0: none
 };
 
 }  // namespace moat::proxy
@@ -198,7 +199,8 @@ inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
                          const uint8_t* client_addr, uint32_t client_isn, uint32_t isn,
                          uint64_t now_ns, uint8_t* options, net::TcpReplySpec* s) {
   net::TcpOptionWriter w(options, 40);
-  w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
+  const uint16_t mss = ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
+  w.Mss(r.mss_cap != 0 && r.mss_cap < mss ? r.mss_cap : mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
   if (a.ts) {
     const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);

@@ -160,6 +160,16 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   // then the flood's spoofed sources, and a retransmission would triple
   // the backscatter. The entry stays for a genuine client's late ACK.
   if (flood_.cookie_only()) return;
+  // A retransmitted SYN-ACK goes to the same, possibly spoofed, source as
+  // the first: it takes a token of --synack_rate like any SYN-ACK, or the
+  // cache would multiply what the limit lets through by 1 + kMaxRetries.
+  const uint8_t len = e.v6() ? 16 : 4;
+  if (limiter_->enabled() &&
+      (config_.allow.empty() || !config_.allow.MatchesAddress(len, e.client_addr)) &&
+      !limiter_->Admit(len, e.client_addr, now_ns)) {
+    stats_.Inc(Counter::k_synack_retransmit_limited);
+    return;
+  }
 
   SynAsk a;
   a.mss = e.mss;
@@ -171,8 +181,15 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   if (e.Has(kSceFastOpen)) {
     a.tfo = (e.ws_retries & kSceFastOpenExp) ? SynAsk::kTfoExp : SynAsk::kTfoStd;
   }
-  const SynAnswer r = Answer(a, /*exact=*/true);
+  SynAnswer r = Answer(a, /*exact=*/true);
   const uint8_t addr_len = e.v6() ? 16 : 4;
+  // The entry kept the options already narrowed to the backend
+  // (NarrowToBackend); the MSS it advertised is looked up again.
+  if (config_.learn_backends) {
+    const BackendInfo* b = backends_.Find(addr_len, e.server_addr, e.server_port, now_ns);
+    const uint16_t ours = e.v6() ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
+    if (b != nullptr && b->mss != 0 && b->mss < ours) r.mss_cap = b->mss;
+  }
   const cookie::CookieTuple tuple{addr_len, e.client_addr, e.server_addr, e.client_port,
                                   e.server_port};
   // The same inputs give the same ISN within a cookie slot; across a slot

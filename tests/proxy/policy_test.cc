@@ -217,6 +217,30 @@ TEST(Policy, RateLimitAndListsChangeAtRunTime) {
   EXPECT_EQ(h.engine().config().synack_rate, 0u);
 }
 
+// The SYN cache retransmits SYN-ACKs (1 s, then 2 s more) to the same,
+// maybe spoofed, source: each takes a token, or a limited prefix would get
+// three SYN-ACKs for every one the limit allows.
+TEST(Policy, SynCacheRetransmissionsTakeRateTokens) {
+  EngineConfig c = CacheConfig();
+  c.synack_rate = 2;
+  Harness h(c);
+  Conn conn;
+  // 10 SYNs a second from one /24 for 3 s, well under the SYN cache's
+  // flood threshold, so it keeps entries and retransmits.
+  uint64_t synacks = 0;
+  for (int i = 0; i < 30; ++i) {
+    conn.client_port = static_cast<uint16_t>(30000 + i);
+    h.ClearEmitted();
+    synacks += h.Send(Side::kClient, ClientSyn(conn)) == Verdict::kReflect;
+    h.Advance(100'000'000);
+    synacks += h.emitted().size();  // retransmitted SYN-ACKs
+  }
+  // 2 a second and a burst of 2, originals and retransmissions together.
+  EXPECT_LE(synacks, 2u * 3 + 2);
+  EXPECT_GT(h.Count(Counter::k_synack_retransmit_limited), 0u);
+  EXPECT_EQ(h.Count(Counter::k_syn_cache_to_cookie), 0u);
+}
+
 TEST(Policy, OnlyThePolicyChanges) {
   Harness h;
   EngineConfig next = Moved();

@@ -164,6 +164,10 @@ struct EngineConfig {
   bool fastopen = false;
   uint32_t fastopen_max_pending = 1024;
 
+  // Offer clients only what each backend's SYN-ACKs agreed to (timestamps,
+  // SACK, ECN, MSS), the flags being the upper bound (backend_table.h).
+  bool learn_backends = true;
+
   // Backend handshake: initial RTO per RFC 6298 §2.1, doubled per retry.
   uint32_t backend_syn_rto_ms = 1000;
   uint32_t backend_syn_retries = 3;

@@ -70,6 +70,7 @@
 #include "moat/flow/flow_table.h"
 #include "moat/flow/timer_wheel.h"
 #include "moat/net/packet.h"
+#include "moat/proxy/backend_table.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/flow_state.h"
 #include "moat/proxy/held_pool.h"
@@ -195,6 +196,9 @@ class Engine {
   // The SYN cache (nullptr when --syn_cache_entries=0) and the worker's
   // mode: true while SYNs are answered with cookies only (flood).
   const SynCache* syn_cache() const { return syn_cache_.get(); }
+  // What this worker learned about its backends (read on the worker, or
+  // by tests; telemetry copies it between bursts).
+  const BackendTable& backends() const { return backends_; }
   bool cookie_only() const { return syn_cache_ == nullptr || flood_.cookie_only(); }
   // Bytes Create() allocates per engine for `config` (start-up plan).
   static uint64_t MemoryBytes(const EngineConfig& config);
@@ -236,6 +240,7 @@ class Engine {
   // rate_limit.cc: deny list, allow list and rate limit for a client SYN.
   bool AdmitSyn(const net::PacketView& v, uint64_t now_ns);
 
+
   // handshake.cc
   Verdict ClientNoFlow(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
   Verdict AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out);
@@ -253,6 +258,10 @@ class Engine {
   // retransmission, the cache/cookie mode.
   struct SynAsk;
   struct SynAnswer;
+  // backends.cc: learning each backend's options, and offering clients
+  // only those.
+  uint16_t NarrowToBackend(const net::PacketView& syn, uint64_t now_ns, SynAsk* ask);
+  void LearnBackend(const Flow* f, const net::PacketView& synack, uint64_t now_ns);
   SynAsk AskFromSyn(const net::PacketView& v) const;
   SynAnswer Answer(const SynAsk& ask, bool exact) const;
   void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, const uint8_t* client_addr,
@@ -322,6 +331,8 @@ class Engine {
   // Services a reload removed: their flows are still looked up (policy.cc).
   ServiceSet retired_;
   std::unique_ptr<SynCache> syn_cache_;
+  // What each backend's SYN-ACKs said (backend_table.h).
+  BackendTable backends_;
   FloodDetector flood_;
   cookie::FastOpenCodec tfo_;
   uint32_t tfo_pending_ = 0;  // flows with Flow::fastopen == kFastOpenPending

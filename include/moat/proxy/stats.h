@@ -131,7 +131,14 @@ namespace moat::proxy {
   X(drop_denied, "client SYNs from a --deny prefix (not answered)")            \
   X(config_reloads, "new configurations (reloads) this worker applied")        \
   X(services_retired, "gauge: services removed by a reload whose flows are "  \
-                      "still looked up")
+                      "still looked up")                                       \
+  /* Backends that differ from the flags (backend_table.h) */                  \
+  X(backend_learned, "backend SYN-ACKs that taught moat something new about "  \
+                     "their backend (new, or a changed answer)")               \
+  X(synack_narrowed, "SYN-ACKs offering less than the flags because the "      \
+                     "backend refused it (timestamps, SACK, ECN, MSS)")        \
+  X(synack_retransmit_limited, "SYN-cache SYN-ACK retransmissions not sent: "  \
+                               "their source prefix was over --synack_rate")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
