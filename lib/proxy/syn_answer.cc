@@ -162,11 +162,14 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   if (flood_.cookie_only()) return;
   // A retransmitted SYN-ACK goes to the same, possibly spoofed, source as
   // the first: it takes a token of --synack_rate like any SYN-ACK, or the
-  // cache would multiply what the limit lets through by 1 + kMaxRetries.
+  // cache would multiply what the limit lets through by 1 + kMaxRetries;
+  // and a prefix denied since (a reload) gets nothing more.
   const uint8_t len = e.v6() ? 16 : 4;
-  if (limiter_->enabled() &&
-      (config_.allow.empty() || !config_.allow.MatchesAddress(len, e.client_addr)) &&
-      !limiter_->Admit(len, e.client_addr, now_ns)) {
+  const bool denied = !config_.deny.empty() && config_.deny.MatchesAddress(len, e.client_addr);
+  if (denied ||
+      (limiter_->enabled() &&
+       (config_.allow.empty() || !config_.allow.MatchesAddress(len, e.client_addr)) &&
+       !limiter_->Admit(len, e.client_addr, now_ns))) {
     stats_.Inc(Counter::k_synack_retransmit_limited);
     return;
   }

@@ -241,6 +241,20 @@ TEST(Policy, SynCacheRetransmissionsTakeRateTokens) {
   EXPECT_EQ(h.Count(Counter::k_syn_cache_to_cookie), 0u);
 }
 
+TEST(Policy, ADeniedPrefixGetsNoSynCacheRetransmissions) {
+  Harness h(CacheConfig());
+  Conn conn;
+  ASSERT_EQ(h.Send(Side::kClient, ClientSyn(conn)), Verdict::kReflect);
+  EngineConfig denied = CacheConfig();
+  denied.deny = *ParsePrefixList("deny", "198.18.0.0/24");
+  h.engine().Reconfigure(denied);
+  h.ClearEmitted();
+  h.Advance(1'100'000'000);
+  EXPECT_TRUE(h.emitted().empty());
+  EXPECT_EQ(h.Count(Counter::k_synack_retransmit), 0u);
+  EXPECT_EQ(h.Count(Counter::k_synack_retransmit_limited), 1u);
+}
+
 TEST(Policy, OnlyThePolicyChanges) {
   Harness h;
   EngineConfig next = Moved();

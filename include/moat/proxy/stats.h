@@ -138,7 +138,8 @@ namespace moat::proxy {
   X(synack_narrowed, "SYN-ACKs offering less than the flags because the "      \
                      "backend refused it (timestamps, SACK, ECN, MSS)")        \
   X(synack_retransmit_limited, "SYN-cache SYN-ACK retransmissions not sent: "  \
-                               "their source prefix was over --synack_rate")
+                               "their source prefix was denied or over "       \
+                               "--synack_rate")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
