@@ -17,9 +17,9 @@ namespace moat::dataplane {
 
 namespace {
 
-uint64_t RealtimeNs() {
+uint64_t ClockNs(clockid_t id) {
   timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(id, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
@@ -110,7 +110,10 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   }
 
   const uint16_t port_ids[2] = {config.client_port, config.server_port};
-  const uint64_t now = RealtimeNs();
+  // Engines run their timers on the monotonic clock the workers read, and
+  // their cookies on wall-clock time (engine.h, "Two clocks").
+  const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+  const uint64_t wall = ClockNs(CLOCK_REALTIME);
   proxy::EngineConfig shared = engine;
   shared.synack_rate = PerWorkerSynAckRate(engine.synack_rate, queues);
   for (uint16_t q = 0; q < queues; ++q) {
@@ -120,6 +123,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     ec.hash_seed = rte_rand();
     auto e = proxy::Engine::Create(ec, now);
     if (!e.ok()) return e.status();
+    (*e)->SyncWallClock(now, wall);
     auto w = Worker::Create(q, q, port_ids, queue_pools[q], wc, *std::move(e));
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));

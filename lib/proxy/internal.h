@@ -201,7 +201,8 @@ inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
   w.Mss(ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
   if (a.ts) {
-    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
+    const uint32_t tsval =
+        cookie::CookieCodec::EncodeTsval(internal::ClockMs(WallNs(now_ns)), r.cookie);
     if (a.sack) {
       w.SackPermitted().Timestamps(tsval, a.tsval);
     } else {
