@@ -219,7 +219,10 @@ class Engine {
   // mode: true while SYNs are answered with cookies only (flood).
   const SynCache* syn_cache() const { return syn_cache_.get(); }
   bool cookie_only() const { return syn_cache_ == nullptr || flood_.cookie_only(); }
-  // Bytes Create() allocates per engine for `config` (start-up plan).
+  // What Create() allocates through config.memory, per use, exactly (the
+  // start-up memory plan), and its total. The engine object itself (a few
+  // KiB of counters and policy) comes from the heap.
+  static flow::MemoryPlan PlanMemory(const EngineConfig& config);
   static uint64_t MemoryBytes(const EngineConfig& config);
   static uint64_t SynCacheBytes(const EngineConfig& config);
   // Test and diagnostics access.
