@@ -3,10 +3,13 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mempool.h>
 #include <rte_launch.h>
 #include <rte_mbuf.h>
 #include <rte_random.h>
 
+#include <cstdio>
 #include <ctime>
 #include <map>
 
@@ -23,6 +26,62 @@ uint64_t ClockNs(clockid_t id) {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+void* SocketAllocate(void* ctx, size_t bytes, flow::MemoryUse use) {
+  char name[32];
+  snprintf(name, sizeof(name), "moat_%s", flow::MemoryUseName(use));
+  return rte_malloc_socket(name, bytes, 64, static_cast<int>(reinterpret_cast<intptr_t>(ctx)));
+}
+void SocketRelease(void*, void* p) { rte_free(p); }
+
+std::string Bytes(uint64_t b) {
+  if (b >= (1ull << 20)) return absl::StrFormat("%.1f MiB", static_cast<double>(b) / (1 << 20));
+  return absl::StrFormat("%.1f KiB", static_cast<double>(b) / 1024);
+}
+
+void AddChunk(rte_mempool*, void* opaque, rte_mempool_memhdr* hdr, unsigned) {
+  *static_cast<uint64_t*>(opaque) += hdr->len;
+}
+
+// What moat allocates, for the start-up log: per worker, by table, and the
+// mbuf pools, as allocated (Engine::PlanMemory is exact; the pools are
+// measured).
+std::string MemoryPlanText(const proxy::EngineConfig& ec, size_t workers,
+                           const std::vector<rte_mempool*>& pools) {
+  using flow::MemoryUse;
+  const flow::MemoryPlan plan = proxy::Engine::PlanMemory(ec);
+  std::string out = absl::StrFormat(
+      "memory plan (%s on each worker's NUMA socket, zeroed at start-up):\n",
+      rte_eal_has_hugepages() ? "hugepages" : "EAL memory, --no-huge");
+  auto line = [&](const char* what, uint64_t bytes, const std::string& note) {
+    absl::StrAppendFormat(&out, "  %-18s %10s%s%s\n", what, Bytes(bytes), note.empty() ? "" : "  ",
+                          note);
+  };
+  line("flow table", plan[MemoryUse::kFlowTable],
+       absl::StrFormat("%u flows", ec.flow_capacity));
+  line("flow timers", plan[MemoryUse::kFlowTimers], "");
+  line("held pool", plan[MemoryUse::kHeldPool],
+       absl::StrFormat("%u slots of %zu B", ec.held_slots, proxy::kMaxFrame));
+  line("SYN cache", plan[MemoryUse::kSynCache],
+       ec.syn_cache_entries == 0 ? "off" : absl::StrFormat("%u entries", ec.syn_cache_entries));
+  line("SYN-cache timers", plan[MemoryUse::kSynCacheTimers], "");
+  line("rate limiter", plan[MemoryUse::kRateLimiter],
+       absl::StrFormat("%u buckets", ec.synack_rate_buckets));
+  line("per worker", plan.total(),
+       absl::StrFormat("x %zu worker(s) = %s", workers, Bytes(plan.total() * workers)));
+  uint64_t pool_bytes = 0;
+  std::string pool_note;
+  for (rte_mempool* mp : pools) {
+    uint64_t b = 0;
+    rte_mempool_mem_iter(mp, AddChunk, &b);
+    pool_bytes += b;
+    absl::StrAppendFormat(&pool_note, "%ssocket %d: %u mbufs of %u B", pool_note.empty() ? "" : ", ",
+                          mp->socket_id, mp->size, rte_pktmbuf_data_room_size(mp));
+  }
+  line("mbuf pools", pool_bytes, pool_note);
+  line("total", plan.total() * workers + pool_bytes, "");
+  return out;
+}
+
 int WorkerMain(void* arg) {
   auto* ctx = static_cast<std::pair<Worker*, const volatile bool*>*>(arg);
   ctx->first->Run(ctx->second);
@@ -32,6 +91,15 @@ int WorkerMain(void* arg) {
 constexpr unsigned kMempoolCache = 256;
 
 }  // namespace
+
+flow::MemoryHook SocketMemory(int socket) {
+  // ctx carries the socket: nothing to keep alive.
+  flow::MemoryHook h;
+  h.allocate = SocketAllocate;
+  h.release = SocketRelease;
+  h.ctx = reinterpret_cast<void*>(static_cast<intptr_t>(socket));
+  return h;
+}
 
 void CounterSnapshot::Add(const Worker& w) {
   const proxy::WorkerStats& es = w.engine_stats();
@@ -121,6 +189,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     // Attackers choose tuples: each worker's flow table gets its own
     // secret hash seed.
     ec.hash_seed = rte_rand();
+    ec.memory = SocketMemory(static_cast<int>(rte_lcore_to_socket_id(dp->lcores_[q])));
     auto e = proxy::Engine::Create(ec, now);
     if (!e.ok()) return e.status();
     (*e)->SyncWallClock(now, wall);
@@ -128,6 +197,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));
   }
+  dp->memory_plan_ = MemoryPlanText(shared, dp->workers_.size(), dp->pools_);
   dp->channel_ = std::make_unique<ConfigChannel>(dp->workers_.size(), shared);
   for (auto& w : dp->workers_) w->set_config_channel(dp->channel_.get());
   return dp;
