@@ -42,16 +42,23 @@ void AddChunk(rte_mempool*, void* opaque, rte_mempool_memhdr* hdr, unsigned) {
   *static_cast<uint64_t*>(opaque) += hdr->len;
 }
 
-// What moat allocates, for the start-up log: per worker, by table, and the
-// mbuf pools, as allocated (Engine::PlanMemory is exact; the pools are
-// measured).
+int WorkerMain(void* arg) {
+  auto* ctx = static_cast<std::pair<Worker*, const volatile bool*>*>(arg);
+  ctx->first->Run(ctx->second);
+  return 0;
+}
+
+constexpr unsigned kMempoolCache = 256;
+
+}  // namespace
+
 std::string MemoryPlanText(const proxy::EngineConfig& ec, size_t workers,
                            const std::vector<rte_mempool*>& pools) {
   using flow::MemoryUse;
   const flow::MemoryPlan plan = proxy::Engine::PlanMemory(ec);
   std::string out = absl::StrFormat(
-      "memory plan (%s on each worker's NUMA socket, zeroed at start-up):\n",
-      rte_eal_has_hugepages() ? "hugepages" : "EAL memory, --no-huge");
+      "memory plan (from %s on each worker's NUMA socket, every byte written at start-up):\n",
+      rte_eal_has_hugepages() ? "hugepages" : "EAL memory without hugepages (--no-huge)");
   auto line = [&](const char* what, uint64_t bytes, const std::string& note) {
     absl::StrAppendFormat(&out, "  %-18s %10s%s%s\n", what, Bytes(bytes), note.empty() ? "" : "  ",
                           note);
@@ -60,7 +67,7 @@ std::string MemoryPlanText(const proxy::EngineConfig& ec, size_t workers,
        absl::StrFormat("%u flows", ec.flow_capacity));
   line("flow timers", plan[MemoryUse::kFlowTimers], "");
   line("held pool", plan[MemoryUse::kHeldPool],
-       absl::StrFormat("%u slots of %zu B", ec.held_slots, proxy::kMaxFrame));
+       absl::StrFormat("%u slots for %zu-byte frames", ec.held_slots, proxy::kMaxFrame));
   line("SYN cache", plan[MemoryUse::kSynCache],
        ec.syn_cache_entries == 0 ? "off" : absl::StrFormat("%u entries", ec.syn_cache_entries));
   line("SYN-cache timers", plan[MemoryUse::kSynCacheTimers], "");
@@ -79,18 +86,9 @@ std::string MemoryPlanText(const proxy::EngineConfig& ec, size_t workers,
   }
   line("mbuf pools", pool_bytes, pool_note);
   line("total", plan.total() * workers + pool_bytes, "");
+  out.pop_back();  // the log adds the last newline
   return out;
 }
-
-int WorkerMain(void* arg) {
-  auto* ctx = static_cast<std::pair<Worker*, const volatile bool*>*>(arg);
-  ctx->first->Run(ctx->second);
-  return 0;
-}
-
-constexpr unsigned kMempoolCache = 256;
-
-}  // namespace
 
 flow::MemoryHook SocketMemory(int socket) {
   // ctx carries the socket: nothing to keep alive.

@@ -538,6 +538,23 @@ TEST(SocketMemoryTest, EngineTablesComeFromEalMemoryOnTheSocket) {
   EXPECT_EQ(after.heap_allocsz_bytes, before.heap_allocsz_bytes);
 }
 
+// The start-up plan names every table with the engine's exact bytes, the
+// mbuf pool as allocated, and a total that adds them up.
+TEST(SocketMemoryTest, MemoryPlanListsEveryTableAndTheMbufPools) {
+  ASSERT_NE(g_lab, nullptr);
+  proxy::EngineConfig ec;
+  ec.flow_capacity = 65536;
+  const std::string plan = MemoryPlanText(ec, 2, {g_lab->pool});
+  std::printf("%s", plan.c_str());
+  for (const char* what : {"flow table", "flow timers", "held pool", "SYN cache",
+                           "SYN-cache timers", "rate limiter", "per worker", "mbuf pools",
+                           "total", "65536 flows", "x 2 worker(s) = 46.1 MiB", "2047 mbufs"}) {
+    EXPECT_NE(plan.find(what), std::string::npos) << what << " missing from:\n" << plan;
+  }
+  EXPECT_NE(plan.find("flow table           12.0 MiB"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("per worker           23.1 MiB"), std::string::npos) << plan;
+}
+
 }  // namespace
 }  // namespace moat::dataplane
 

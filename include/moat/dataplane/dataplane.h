@@ -58,6 +58,12 @@ uint32_t PerWorkerSynAckRate(uint32_t rate, size_t workers);
 // hot path. Dataplane::Create gives each engine its worker's socket.
 flow::MemoryHook SocketMemory(int socket);
 
+// The start-up memory plan: per worker, each engine table (exact, from
+// Engine::PlanMemory), times `workers`; the mbuf pools as allocated
+// (their memory chunks); the total. One line each.
+std::string MemoryPlanText(const proxy::EngineConfig& engine, size_t workers,
+                           const std::vector<rte_mempool*>& pools);
+
 class Dataplane {
  public:
   // Checks the ports and lcores, configures and starts both ports, and
