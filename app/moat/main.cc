@@ -713,14 +713,9 @@ int main(int argc, char** argv) {
   MOAT_LOG(INFO, "protecting %s: client port %u, server port %u, %zu worker(s)",
            FLAGS_protect.c_str(), dp_config.client_port, dp_config.server_port,
            (*dp)->workers().size());
-  MOAT_LOG(INFO,
-           "per worker: %.1f MiB of engine state (%u flows, %u held slots), SYN cache %u "
-           "entries in %.1f KiB, cookie-only above %u SYN/s",
-           static_cast<double>(moat::proxy::Engine::MemoryBytes(engine_config)) / (1 << 20),
-           engine_config.flow_capacity, engine_config.held_slots,
-           engine_config.syn_cache_entries,
-           static_cast<double>(moat::proxy::Engine::SynCacheBytes(engine_config)) / 1024,
-           engine_config.syn_flood_rate);
+  MOAT_LOG(INFO, "%s", (*dp)->memory_plan().c_str());
+  MOAT_LOG(INFO, "per worker: SYN cache %u entries, cookie-only above %u SYN/s",
+           engine_config.syn_cache_entries, engine_config.syn_flood_rate);
   std::printf("moat: running (Ctrl-C to stop)\n");
   std::fflush(stdout);
 

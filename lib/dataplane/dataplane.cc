@@ -3,10 +3,13 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mempool.h>
 #include <rte_launch.h>
 #include <rte_mbuf.h>
 #include <rte_random.h>
 
+#include <cstdio>
 #include <ctime>
 #include <map>
 
@@ -17,10 +20,26 @@ namespace moat::dataplane {
 
 namespace {
 
-uint64_t RealtimeNs() {
+uint64_t ClockNs(clockid_t id) {
   timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(id, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void* SocketAllocate(void* ctx, size_t bytes, flow::MemoryUse use) {
+  char name[32];
+  snprintf(name, sizeof(name), "moat_%s", flow::MemoryUseName(use));
+  return rte_malloc_socket(name, bytes, 64, static_cast<int>(reinterpret_cast<intptr_t>(ctx)));
+}
+void SocketRelease(void*, void* p) { rte_free(p); }
+
+std::string Bytes(uint64_t b) {
+  if (b >= (1ull << 20)) return absl::StrFormat("%.1f MiB", static_cast<double>(b) / (1 << 20));
+  return absl::StrFormat("%.1f KiB", static_cast<double>(b) / 1024);
+}
+
+void AddChunk(rte_mempool*, void* opaque, rte_mempool_memhdr* hdr, unsigned) {
+  *static_cast<uint64_t*>(opaque) += hdr->len;
 }
 
 int WorkerMain(void* arg) {
@@ -32,6 +51,53 @@ int WorkerMain(void* arg) {
 constexpr unsigned kMempoolCache = 256;
 
 }  // namespace
+
+std::string MemoryPlanText(const proxy::EngineConfig& ec, size_t workers,
+                           const std::vector<rte_mempool*>& pools) {
+  using flow::MemoryUse;
+  const flow::MemoryPlan plan = proxy::Engine::PlanMemory(ec);
+  std::string out = absl::StrFormat(
+      "memory plan (from %s on each worker's NUMA socket, every byte written at start-up):\n",
+      rte_eal_has_hugepages() ? "hugepages" : "EAL memory without hugepages (--no-huge)");
+  auto line = [&](const char* what, uint64_t bytes, const std::string& note) {
+    absl::StrAppendFormat(&out, "  %-18s %10s%s%s\n", what, Bytes(bytes), note.empty() ? "" : "  ",
+                          note);
+  };
+  line("flow table", plan[MemoryUse::kFlowTable],
+       absl::StrFormat("%u flows", ec.flow_capacity));
+  line("flow timers", plan[MemoryUse::kFlowTimers], "");
+  line("held pool", plan[MemoryUse::kHeldPool],
+       absl::StrFormat("%u slots for %zu-byte frames", ec.held_slots, proxy::kMaxFrame));
+  line("SYN cache", plan[MemoryUse::kSynCache],
+       ec.syn_cache_entries == 0 ? "off" : absl::StrFormat("%u entries", ec.syn_cache_entries));
+  line("SYN-cache timers", plan[MemoryUse::kSynCacheTimers], "");
+  line("rate limiter", plan[MemoryUse::kRateLimiter],
+       absl::StrFormat("%u buckets", ec.synack_rate_buckets));
+  line("per worker", plan.total(),
+       absl::StrFormat("x %zu worker(s) = %s", workers, Bytes(plan.total() * workers)));
+  uint64_t pool_bytes = 0;
+  std::string pool_note;
+  for (rte_mempool* mp : pools) {
+    uint64_t b = 0;
+    rte_mempool_mem_iter(mp, AddChunk, &b);
+    pool_bytes += b;
+    absl::StrAppendFormat(&pool_note, "%ssocket %d: %u mbufs of %u B", pool_note.empty() ? "" : ", ",
+                          mp->socket_id, mp->size, rte_pktmbuf_data_room_size(mp));
+  }
+  line("mbuf pools", pool_bytes, pool_note);
+  line("total", plan.total() * workers + pool_bytes, "");
+  out.pop_back();  // the log adds the last newline
+  return out;
+}
+
+flow::MemoryHook SocketMemory(int socket) {
+  // ctx carries the socket: nothing to keep alive.
+  flow::MemoryHook h;
+  h.allocate = SocketAllocate;
+  h.release = SocketRelease;
+  h.ctx = reinterpret_cast<void*>(static_cast<intptr_t>(socket));
+  return h;
+}
 
 void CounterSnapshot::Add(const Worker& w) {
   const proxy::WorkerStats& es = w.engine_stats();
@@ -110,7 +176,10 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   }
 
   const uint16_t port_ids[2] = {config.client_port, config.server_port};
-  const uint64_t now = RealtimeNs();
+  // Engines run their timers on the monotonic clock the workers read, and
+  // their cookies on wall-clock time (engine.h, "Two clocks").
+  const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+  const uint64_t wall = ClockNs(CLOCK_REALTIME);
   proxy::EngineConfig shared = engine;
   shared.synack_rate = PerWorkerSynAckRate(engine.synack_rate, queues);
   for (uint16_t q = 0; q < queues; ++q) {
@@ -118,12 +187,15 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     // Attackers choose tuples: each worker's flow table gets its own
     // secret hash seed.
     ec.hash_seed = rte_rand();
+    ec.memory = SocketMemory(static_cast<int>(rte_lcore_to_socket_id(dp->lcores_[q])));
     auto e = proxy::Engine::Create(ec, now);
     if (!e.ok()) return e.status();
+    (*e)->SyncWallClock(now, wall);
     auto w = Worker::Create(q, q, port_ids, queue_pools[q], wc, *std::move(e));
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));
   }
+  dp->memory_plan_ = MemoryPlanText(shared, dp->workers_.size(), dp->pools_);
   dp->channel_ = std::make_unique<ConfigChannel>(dp->workers_.size(), shared);
   for (auto& w : dp->workers_) w->set_config_channel(dp->channel_.get());
   return dp;

@@ -38,12 +38,16 @@ namespace {
 using proxy::Side;
 using proxy::Verdict;
 
-// Cookies are a function of wall-clock time so that a fleet of moat
-// instances behind ECMP agrees on the time slot (and the key epoch); one
-// vDSO call per poll round, amortised over the burst.
-inline uint64_t RealtimeNs() {
+// The engine's time (engine.h, "Two clocks"): flow timers run on
+// CLOCK_MONOTONIC, read once per poll round (one vDSO call, amortised over
+// the burst), so stepping the system clock neither freezes nor expires
+// flows. Cookies are a function of wall-clock time so that a fleet of moat
+// instances behind ECMP agrees on the time slot and the key epoch; the
+// engine derives it from the monotonic time and an offset taken once per
+// timer tick (SyncWallClock), not per round.
+inline uint64_t ClockNs(clockid_t id) {
   timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(id, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
@@ -130,6 +134,7 @@ void Worker::RunTimers(uint64_t now_ns) {
   // A timer storm (thousands of flows expiring in one tick) is spread over
   // later ticks rather than stalling the RX rings.
   timer_.Start();
+  engine_->SyncWallClock(now_ns, ClockNs(CLOCK_REALTIME));
   for (int round = 0; round < 64; ++round) {
     const bool more = engine_->Tick(now_ns, out_.get());
     timer_.Lap(Stage::k_timers, 1);
@@ -157,7 +162,7 @@ void Worker::Run(const volatile bool* stop) {
   uint32_t idle_rounds = 0;
   const uint64_t loop_start = rte_rdtsc();
   while (!*stop) {
-    const uint64_t now_ns = RealtimeNs();
+    const uint64_t now_ns = ClockNs(CLOCK_MONOTONIC);
     const uint64_t tsc = rte_rdtsc();
     const uint16_t n = RunRound(tsc, now_ns);
     if constexpr (kStageCycles) ++stages_.rounds;

@@ -7,7 +7,9 @@
 namespace moat::flow {
 
 absl::StatusOr<std::unique_ptr<TimerWheel>> TimerWheel::Create(uint32_t capacity, uint64_t tick_ns,
-                                                               uint64_t now_ns, uint32_t slots) {
+                                                               uint64_t now_ns, uint32_t slots,
+                                                               const MemoryHook& mem,
+                                                               MemoryUse use) {
   if (capacity == 0 || capacity == kNone) {
     return absl::InvalidArgumentError(
         absl::StrCat("timer wheel capacity ", capacity, " is out of range [1, ", kNone - 1, "]"));
@@ -18,16 +20,24 @@ absl::StatusOr<std::unique_ptr<TimerWheel>> TimerWheel::Create(uint32_t capacity
                                                    " must be a power of two in [", kMinSlots, ", ",
                                                    kMaxSlots, "]"));
   }
-  std::unique_ptr<TimerWheel> w(new (std::nothrow) TimerWheel(capacity, tick_ns, now_ns, slots));
+  std::unique_ptr<TimerWheel> w(
+      new (std::nothrow) TimerWheel(capacity, tick_ns, now_ns, slots, mem, use));
   if (!w || !w->nodes_ || !w->head_ || !w->occupied_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot allocate a timer wheel for ", capacity, " timers (",
-        (static_cast<uint64_t>(capacity) * sizeof(Node)) >> 20, " MiB)"));
+        MemoryBytes(capacity, slots) >> 20, " MiB)"));
   }
   return w;
 }
 
-TimerWheel::TimerWheel(uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uint32_t slots)
+uint64_t TimerWheel::MemoryBytes(uint32_t capacity, uint32_t slots) {
+  return RoundToLine(uint64_t{capacity} * sizeof(Node)) +
+         RoundToLine((2 * uint64_t{slots} + 1) * sizeof(uint32_t)) +
+         RoundToLine(uint64_t{slots} / 64 * sizeof(uint64_t));
+}
+
+TimerWheel::TimerWheel(uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uint32_t slots,
+                       const MemoryHook& mem, MemoryUse use)
     : capacity_(capacity),
       tick_ns_(tick_ns),
       slots_(slots),
@@ -36,17 +46,23 @@ TimerWheel::TimerWheel(uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uin
       work_list_(2 * slots),
       next_tick_(now_ns / tick_ns),
       cascaded_epoch_(next_tick_ >> shift_),
-      nodes_(new (std::nothrow) Node[capacity]),
-      head_(new (std::nothrow) uint32_t[2 * static_cast<size_t>(slots) + 1]),
-      occupied_(new (std::nothrow) uint64_t[slots / 64]) {
+      mem_(mem),
+      nodes_(mem.AllocateArray<Node>(capacity, use)),
+      head_(mem.AllocateArray<uint32_t>(2 * static_cast<size_t>(slots) + 1, use)),
+      occupied_(mem.AllocateArray<uint64_t>(slots / 64, use)) {
   if (!nodes_ || !head_ || !occupied_) return;
-  // Touch everything now so the hot path takes no page faults.
+  // The hook zeroed every page (no page faults on the hot path); these
+  // are the initial values.
   for (uint32_t i = 0; i < capacity; ++i) nodes_[i] = Node{0, 0, kNone, kNone, kNone, 0};
   for (uint32_t i = 0; i <= work_list_; ++i) head_[i] = kNone;
   for (uint32_t i = 0; i < slots / 64; ++i) occupied_[i] = 0;
 }
 
-TimerWheel::~TimerWheel() = default;
+TimerWheel::~TimerWheel() {
+  mem_.Release(nodes_);
+  mem_.Release(head_);
+  mem_.Release(occupied_);
+}
 
 void TimerWheel::MoveList(uint32_t from, uint32_t to) {
   while (head_[from] != kNone) {

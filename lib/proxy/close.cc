@@ -249,7 +249,7 @@ void Engine::ArmIdle(Flow* f, uint64_t now_ns) {
 }
 
 bool Engine::Tick(uint64_t now_ns, Output* out) {
-  keys_.Refresh(now_ns);
+  keys_.Refresh(WallNs(now_ns));
   const size_t budget = out->room() / kMaxEmittedPerTimer;
   if (budget == 0) return true;
   const size_t fired = wheel_->Advance(

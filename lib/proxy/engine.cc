@@ -45,23 +45,25 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
     static constexpr char kLabel[] = "moat-flow-table-seed";
     seed = cookie::SipHash24(k, kLabel, sizeof(kLabel) - 1) | 1;
   }
-  auto table = flow::FlowTable<Flow>::Create(config.flow_capacity, seed);
+  auto table = flow::FlowTable<Flow>::Create(config.flow_capacity, seed, config.memory);
   if (!table.ok()) return table.status();
   e->table_ = std::move(*table);
-  auto wheel = flow::TimerWheel::Create(config.flow_capacity, kTickNs, now_ns, kWheelSlots);
+  auto wheel = flow::TimerWheel::Create(config.flow_capacity, kTickNs, now_ns, kWheelSlots,
+                                        config.memory, flow::MemoryUse::kFlowTimers);
   if (!wheel.ok()) return wheel.status();
   e->wheel_ = std::move(*wheel);
-  auto held = HeldPool::Create(config.held_slots);
+  auto held = HeldPool::Create(config.held_slots, config.memory);
   if (!held.ok()) return held.status();
   e->held_ = std::move(*held);
   // Its own seed: knowing one hash must not tell anything about the other.
-  auto limiter = SynRateLimiter::Create(config.synack_rate_buckets,
-                                        cookie::SipHash24(cookie::SipKey{seed, ~seed}, "rate", 4));
+  auto limiter = SynRateLimiter::Create(
+      config.synack_rate_buckets, cookie::SipHash24(cookie::SipKey{seed, ~seed}, "rate", 4),
+      config.memory);
   if (!limiter.ok()) return limiter.status();
   e->limiter_ = std::move(*limiter);
   e->limiter_->Configure(config.synack_rate, config.synack_prefix_v4, config.synack_prefix_v6);
   if (config.syn_cache_entries != 0) {
-    auto cache = SynCache::Create(config.syn_cache_entries, now_ns);
+    auto cache = SynCache::Create(config.syn_cache_entries, now_ns, config.memory);
     if (!cache.ok()) return cache.status();
     e->syn_cache_ = std::move(*cache);
   }
@@ -79,16 +81,26 @@ Engine::Engine(const EngineConfig& config, uint64_t now_ns)
 
 Engine::~Engine() = default;
 
+flow::MemoryPlan Engine::PlanMemory(const EngineConfig& config) {
+  using flow::MemoryUse;
+  flow::MemoryPlan plan;
+  plan[MemoryUse::kFlowTable] = flow::FlowTable<Flow>::MemoryBytes(config.flow_capacity);
+  plan[MemoryUse::kFlowTimers] = flow::TimerWheel::MemoryBytes(config.flow_capacity, kWheelSlots);
+  plan[MemoryUse::kHeldPool] = HeldPool::MemoryBytes(config.held_slots);
+  if (config.syn_cache_entries != 0) {
+    plan[MemoryUse::kSynCacheTimers] = SynCache::TimersBytes(config.syn_cache_entries);
+    plan[MemoryUse::kSynCache] =
+        SynCache::MemoryBytes(config.syn_cache_entries) - plan[MemoryUse::kSynCacheTimers];
+  }
+  plan[MemoryUse::kRateLimiter] = SynRateLimiter::MemoryBytes(config.synack_rate_buckets);
+  return plan;
+}
+
 uint64_t Engine::SynCacheBytes(const EngineConfig& config) {
   return config.syn_cache_entries == 0 ? 0 : SynCache::MemoryBytes(config.syn_cache_entries);
 }
 
-uint64_t Engine::MemoryBytes(const EngineConfig& config) {
-  // The timer wheel: a 32-byte node per flow plus its list heads.
-  return flow::FlowTable<Flow>::MemoryBytes(config.flow_capacity) +
-         uint64_t{config.flow_capacity} * 32 + (2ull * kWheelSlots + 1) * 4 +
-         HeldPool::MemoryBytes(config.held_slots) + SynCacheBytes(config) + sizeof(Engine);
-}
+uint64_t Engine::MemoryBytes(const EngineConfig& config) { return PlanMemory(config).total(); }
 
 const Flow* Engine::FindFlow(const flow::FlowKey& key) {
   return table_->Find(key, table_->Hash(key));

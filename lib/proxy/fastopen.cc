@@ -125,7 +125,7 @@ bool Engine::FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, O
   const cookie::CookieTuple tuple{v.addr_len(), v.src_addr(), v.dst_addr(), v.src_port(),
                                   v.dst_port()};
   const uint32_t client_isn = v.seq().value();
-  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, now_ns);
+  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, WallNs(now_ns));
 
   Flow* f = table_->Insert(p->key, p->hash);  // not full: checked above
   stats_.Inc(Counter::k_fastopen_accepted);
@@ -147,7 +147,8 @@ bool Engine::FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, O
   }
   f->sack = ask->sack;
   f->ecn = ans.ece;
-  const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), ans.cookie);
+  const uint32_t tsval =
+      cookie::CookieCodec::EncodeTsval(internal::ClockMs(WallNs(now_ns)), ans.cookie);
   if (ask->ts) {
     f->client_ts = true;
     f->ts_ours = tsval;  // what the SYN-ACK below carries

@@ -72,7 +72,7 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   const uint32_t client_isn = v.seq().value();
   // Same slot, same inputs, same ISN: a retransmitted SYN gets an
   // identical SYN-ACK and no state exists to disagree with it.
-  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, now_ns);
+  const uint32_t isn = codec_.MakeIsn(tuple, client_isn, ans.cookie, WallNs(now_ns));
 
   uint8_t options[40];
   net::TcpReplySpec r;
@@ -119,7 +119,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
   const cookie::CookieTuple tuple{v.addr_len(), v.src_addr(), v.dst_addr(), v.src_port(),
                                   v.dst_port()};
   cookie::SynOptions syn;
-  if (!codec_.CheckIsn(tuple, client_isn, cookie_isn, now_ns, &syn)) {
+  if (!codec_.CheckIsn(tuple, client_isn, cookie_isn, WallNs(now_ns), &syn)) {
     // Dropped without a reply. RFC 4987 §3.6 leaves it open; answering
     // spoofed ACK floods with RSTs would make moat a reflector and a
     // backscatter source.

@@ -7,10 +7,11 @@
 
 namespace moat::proxy {
 
-absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots) {
-  std::unique_ptr<HeldPool> p(new HeldPool(slots));
-  p->slots_ = static_cast<Slot*>(std::calloc(slots, sizeof(Slot)));
-  p->free_ = static_cast<uint32_t*>(std::calloc(slots, sizeof(uint32_t)));
+absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots,
+                                                           const flow::MemoryHook& mem) {
+  std::unique_ptr<HeldPool> p(new HeldPool(slots, mem));
+  p->slots_ = mem.AllocateArray<Slot>(slots, flow::MemoryUse::kHeldPool);
+  p->free_ = mem.AllocateArray<uint32_t>(slots, flow::MemoryUse::kHeldPool);
   if (slots != 0 && (p->slots_ == nullptr || p->free_ == nullptr)) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", slots,
                                                      " held-segment slots of ", sizeof(Slot),
@@ -23,8 +24,8 @@ absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots) {
 }
 
 HeldPool::~HeldPool() {
-  std::free(slots_);
-  std::free(free_);
+  mem_.Release(slots_);
+  mem_.Release(free_);
 }
 
 bool HeldPool::Hold(Flow* f, const uint8_t* frame, uint16_t len, net::SeqNum seq,

@@ -203,7 +203,8 @@ inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
   w.Mss(r.mss_cap != 0 && r.mss_cap < mss ? r.mss_cap : mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
   if (a.ts) {
-    const uint32_t tsval = cookie::CookieCodec::EncodeTsval(internal::ClockMs(now_ns), r.cookie);
+    const uint32_t tsval =
+        cookie::CookieCodec::EncodeTsval(internal::ClockMs(WallNs(now_ns)), r.cookie);
     if (a.sack) {
       w.SackPermitted().Timestamps(tsval, a.tsval);
     } else {

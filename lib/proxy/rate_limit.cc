@@ -26,14 +26,14 @@ void PrefixMask(uint8_t bits, uint8_t len, uint8_t* mask) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SynRateLimiter>> SynRateLimiter::Create(uint32_t buckets,
-                                                                       uint64_t seed) {
+absl::StatusOr<std::unique_ptr<SynRateLimiter>> SynRateLimiter::Create(
+    uint32_t buckets, uint64_t seed, const flow::MemoryHook& mem) {
   if (buckets == 0 || (buckets & (buckets - 1)) != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("synack_rate_buckets=%d is not a power of two", buckets));
   }
-  std::unique_ptr<SynRateLimiter> l(new SynRateLimiter(buckets, seed));
-  l->tat_.reset(new (std::nothrow) uint64_t[buckets]());
+  std::unique_ptr<SynRateLimiter> l(new SynRateLimiter(buckets, seed, mem));
+  l->tat_ = mem.AllocateArray<uint64_t>(buckets, flow::MemoryUse::kRateLimiter);
   if (l->tat_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrFormat("cannot allocate %d SYN-ACK rate buckets", buckets));
@@ -41,8 +41,13 @@ absl::StatusOr<std::unique_ptr<SynRateLimiter>> SynRateLimiter::Create(uint32_t 
   return l;
 }
 
-SynRateLimiter::SynRateLimiter(uint32_t buckets, uint64_t seed)
-    : mask_(buckets - 1), seed_(seed), seed2_((seed << 29 | seed >> 35) ^ flow::internal::kP1) {}
+SynRateLimiter::SynRateLimiter(uint32_t buckets, uint64_t seed, const flow::MemoryHook& mem)
+    : mem_(mem),
+      mask_(buckets - 1),
+      seed_(seed),
+      seed2_((seed << 29 | seed >> 35) ^ flow::internal::kP1) {}
+
+SynRateLimiter::~SynRateLimiter() { mem_.Release(tat_); }
 
 void SynRateLimiter::Configure(uint32_t rate, uint8_t prefix_v4, uint8_t prefix_v6) {
   if (rate == 0) {

@@ -197,7 +197,7 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
                                   e.server_port};
   // The same inputs give the same ISN within a cookie slot; across a slot
   // boundary it is a fresh cookie, as valid as the first.
-  const uint32_t isn = codec_.MakeIsn(tuple, e.client_isn, r.cookie, now_ns);
+  const uint32_t isn = codec_.MakeIsn(tuple, e.client_isn, r.cookie, WallNs(now_ns));
   net::TcpFrameSpec s;
   std::memcpy(s.src_mac.b, e.server_mac, 6);
   std::memcpy(s.dst_mac.b, e.client_mac, 6);

@@ -68,43 +68,44 @@ uint32_t SynCache::BucketsFor(uint32_t entries) {
 
 uint64_t SynCache::MemoryBytes(uint32_t entries) {
   const uint64_t n = uint64_t{BucketsFor(entries)} * kWays;
-  // Entries and signature rows, plus the wheel: a 32-byte node per entry,
-  // two levels of list heads and the occupancy bitmap.
-  return n * sizeof(SynCacheEntry) + n / kWays * sizeof(SigRow) + n * 32 +
-         (2ull * kWheelSlots + 1) * 4 + kWheelSlots / 8;
+  // Entries and signature rows (one spare row: a prefetch may read past the
+  // last), plus the wheel (TimersBytes).
+  return flow::RoundToLine(n * sizeof(SynCacheEntry)) +
+         flow::RoundToLine((n / kWays) * sizeof(SigRow) + 64) + TimersBytes(entries);
 }
 
-absl::StatusOr<std::unique_ptr<SynCache>> SynCache::Create(uint32_t entries, uint64_t now_ns) {
+uint64_t SynCache::TimersBytes(uint32_t entries) {
+  return flow::TimerWheel::MemoryBytes(BucketsFor(entries) * kWays, kWheelSlots);
+}
+
+absl::StatusOr<std::unique_ptr<SynCache>> SynCache::Create(uint32_t entries, uint64_t now_ns,
+                                                           const flow::MemoryHook& mem) {
   if (entries == 0 || entries > kMaxEntries) {
     return absl::InvalidArgumentError(absl::StrCat("--syn_cache_entries=", entries,
                                                    " is out of range [1, ", kMaxEntries, "]"));
   }
   const uint32_t n = BucketsFor(entries) * kWays;
-  std::unique_ptr<SynCache> c(new (std::nothrow) SynCache(n));
+  std::unique_ptr<SynCache> c(new (std::nothrow) SynCache(n, mem));
   if (!c) return absl::ResourceExhaustedError("cannot allocate the SYN cache");
-  // aligned_alloc wants a size that is a multiple of the alignment (C11
-  // 7.22.3.1; glibc forgives it, ASan does not).
-  auto round64 = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
-  c->entries_ = static_cast<SynCacheEntry*>(
-      std::aligned_alloc(64, round64(uint64_t{n} * sizeof(SynCacheEntry))));
+  // Zeroed (and so touched) by the hook.
+  c->entries_ = mem.AllocateArray<SynCacheEntry>(n, flow::MemoryUse::kSynCache);
   c->sigs_ = static_cast<SigRow*>(
-      std::aligned_alloc(64, round64((n / kWays) * sizeof(SigRow) + 64)));
+      mem.Allocate((n / kWays) * sizeof(SigRow) + 64, flow::MemoryUse::kSynCache));
   if (c->entries_ == nullptr || c->sigs_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a SYN cache of ", n, " entries (", MemoryBytes(n) >> 10,
                      " KiB); lower --syn_cache_entries"));
   }
-  std::memset(c->entries_, 0, n * sizeof(SynCacheEntry));
-  std::memset(c->sigs_, 0, (n / kWays) * sizeof(SigRow));
-  auto wheel = flow::TimerWheel::Create(n, kTickNs, now_ns, kWheelSlots);
+  auto wheel = flow::TimerWheel::Create(n, kTickNs, now_ns, kWheelSlots, mem,
+                                        flow::MemoryUse::kSynCacheTimers);
   if (!wheel.ok()) return wheel.status();
   c->wheel_ = std::move(*wheel);
   return c;
 }
 
 SynCache::~SynCache() {
-  std::free(entries_);
-  std::free(sigs_);
+  mem_.Release(entries_);
+  mem_.Release(sigs_);
 }
 
 uint32_t SynCache::Insert(const flow::FlowKey& key, uint32_t hash, uint64_t now_ns,

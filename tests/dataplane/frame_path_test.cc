@@ -13,6 +13,7 @@
 #include <rte_errno.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "moat/dataplane/dataplane.h"
 #include "moat/dataplane/worker.h"
 #include "moat/net/packet.h"
 #include "moat/proxy/config.h"
@@ -496,6 +498,61 @@ TEST_F(WorkerTest, AChainedFrameIsDroppedBeforeTheEngine) {
   EXPECT_EQ(Round(), 1);
   EXPECT_EQ(worker_->stats().Load(DpCounter::k_drop_multiseg), 1u);
   EXPECT_EQ(rte_ring_count(g_lab->server.tx) + rte_ring_count(g_lab->client.tx), 0u);
+}
+
+// The engine's tables in EAL memory (SocketMemory, what Dataplane::Create
+// gives every engine): the socket's heap grows by the engine's memory plan
+// (plus rte_malloc's per-block headers) and shrinks back when the engine
+// goes, and the engine answers a SYN from that memory.
+TEST(SocketMemoryTest, EngineTablesComeFromEalMemoryOnTheSocket) {
+  const int socket = static_cast<int>(rte_socket_id());
+  proxy::EngineConfig ec;
+  auto services = proxy::ParseProtect("198.18.0.2:80");
+  ASSERT_TRUE(services.ok());
+  ec.services = *services;
+  ec.flow_capacity = 4096;
+  ec.held_slots = 256;
+  ec.syn_cache_entries = 512;
+  ec.memory = SocketMemory(socket);
+  const uint64_t plan = proxy::Engine::MemoryBytes(ec);
+  rte_malloc_socket_stats before, during, after;
+  ASSERT_EQ(rte_malloc_get_socket_stats(socket, &before), 0);
+  {
+    auto engine = proxy::Engine::Create(ec, 1000 * 1'000'000'000ull);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ASSERT_EQ(rte_malloc_get_socket_stats(socket, &during), 0);
+    const uint64_t grew = during.heap_allocsz_bytes - before.heap_allocsz_bytes;
+    EXPECT_GE(grew, plan);
+    EXPECT_LT(grew, plan + 16 * 1024) << "more than the plan's blocks and their headers";
+    const std::vector<uint8_t> syn =
+        moat::testing::TcpPacket().Ports(40000, 80).Flags(net::kTcpSyn).Seq(1).Mss(1460).Build();
+    std::vector<uint8_t> frame(proxy::kMaxFrame);
+    std::memcpy(frame.data(), syn.data(), syn.size());
+    uint16_t len = static_cast<uint16_t>(syn.size());
+    auto out = std::make_unique<proxy::Output>();
+    EXPECT_EQ((*engine)->Process(proxy::Side::kClient, frame.data(), &len, proxy::kMaxFrame,
+                                 1000 * 1'000'000'000ull, out.get()),
+              proxy::Verdict::kReflect);
+  }
+  ASSERT_EQ(rte_malloc_get_socket_stats(socket, &after), 0);
+  EXPECT_EQ(after.heap_allocsz_bytes, before.heap_allocsz_bytes);
+}
+
+// The start-up plan names every table with the engine's exact bytes, the
+// mbuf pool as allocated, and a total that adds them up.
+TEST(SocketMemoryTest, MemoryPlanListsEveryTableAndTheMbufPools) {
+  ASSERT_NE(g_lab, nullptr);
+  proxy::EngineConfig ec;
+  ec.flow_capacity = 65536;
+  const std::string plan = MemoryPlanText(ec, 2, {g_lab->pool});
+  std::printf("%s", plan.c_str());
+  for (const char* what : {"flow table", "flow timers", "held pool", "SYN cache",
+                           "SYN-cache timers", "rate limiter", "per worker", "mbuf pools",
+                           "total", "65536 flows", "x 2 worker(s) = 46.1 MiB", "2047 mbufs"}) {
+    EXPECT_NE(plan.find(what), std::string::npos) << what << " missing from:\n" << plan;
+  }
+  EXPECT_NE(plan.find("flow table           12.0 MiB"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("per worker           23.1 MiB"), std::string::npos) << plan;
 }
 
 }  // namespace

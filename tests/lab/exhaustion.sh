@@ -31,6 +31,15 @@ EXTRA=300
 IDLE=8
 lab_moat_start --flow_capacity=$CAP --idle_timeout_s=$IDLE
 
+# The start-up memory plan (issue 11 item 8): hugepages, the flow table
+# sized for exactly --flow_capacity, a total.
+grep -q "^moat: memory plan (from hugepages " "$LAB_DIR/moat.log" ||
+  lab_fail "no memory plan from hugepages in moat's start-up log"
+grep -Eq "^  flow table +[0-9.]+ [KM]iB  $CAP flows$" "$LAB_DIR/moat.log" ||
+  lab_fail "the memory plan does not size the flow table for $CAP flows"
+grep -Eq "^  total +[0-9.]+ MiB$" "$LAB_DIR/moat.log" || lab_fail "the memory plan has no total"
+sed -n '/^moat: memory plan/,/^  total/p' "$LAB_DIR/moat.log"
+
 # A legitimate client with one connection, a request every 0.5 s.
 lab_c /usr/bin/python3 "$here/keepalive.py" "$LAB_SERVER4" 20 0.5 >"$LAB_DIR/keepalive.json" &
 ka=$!

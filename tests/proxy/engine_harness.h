@@ -158,6 +158,18 @@ class Harness {
     Tick();
   }
 
+  // Two clocks (engine.h): now() is the monotonic time every call gets;
+  // the wall clock (cookies, key epochs, moat's TSval) is now() + an
+  // offset, 0 until a test sets one. StepWall() steps the wall clock as
+  // `date -s` would, and tells the engine as the dataplane does at its
+  // next timer tick; monotonic time goes on unchanged.
+  void SetWall(uint64_t wall) {
+    wall_offset_ = wall - now_;
+    engine_->SyncWallClock(now_, wall);
+  }
+  void StepWall(int64_t ns) { SetWall(wall() + static_cast<uint64_t>(ns)); }
+  uint64_t wall() const { return now_ + wall_offset_; }
+
   const std::vector<Seen>& emitted() const { return emitted_; }
   uint64_t Count(Counter c) const { return engine_->stats().Load(c); }
   Engine& engine() { return *engine_; }
@@ -196,6 +208,7 @@ class Harness {
 
  private:
   uint64_t now_;
+  uint64_t wall_offset_ = 0;  // wall() - now(), modulo 2^64
   size_t filler_ = 0;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Output> out_;

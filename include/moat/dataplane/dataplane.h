@@ -52,6 +52,18 @@ struct CounterSnapshot {
 // engine gets an equal share, rounded up.
 uint32_t PerWorkerSynAckRate(uint32_t rate, size_t workers);
 
+// The engines' tables (flow/memory.h) from EAL memory on NUMA `socket`
+// (rte_malloc_socket): hugepages unless EAL runs with --no-huge. The hook
+// zeroes every block, so the pages are touched at start-up, not on the
+// hot path. Dataplane::Create gives each engine its worker's socket.
+flow::MemoryHook SocketMemory(int socket);
+
+// The start-up memory plan: per worker, each engine table (exact, from
+// Engine::PlanMemory), times `workers`; the mbuf pools as allocated
+// (their memory chunks); the total. One line each.
+std::string MemoryPlanText(const proxy::EngineConfig& engine, size_t workers,
+                           const std::vector<rte_mempool*>& pools);
+
 class Dataplane {
  public:
   // Checks the ports and lcores, configures and starts both ports, and
@@ -87,6 +99,9 @@ class Dataplane {
   const Port& port(proxy::Side side) const { return ports_[static_cast<int>(side)]; }
   CounterSnapshot Snapshot() const;
   CounterSnapshot WorkerSnapshot(size_t worker) const;
+  // What Create() allocated, one line per table per worker, the mbuf
+  // pools and the total (for the start-up log).
+  const std::string& memory_plan() const { return memory_plan_; }
 
  private:
   explicit Dataplane(const DataplaneConfig& config) : config_(config) {}
@@ -97,6 +112,7 @@ class Dataplane {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<ConfigChannel> channel_;
   std::vector<unsigned> lcores_;  // worker i runs on lcores_[i]
+  std::string memory_plan_;
   // Argument of each remote launch: the worker and the stop flag.
   std::vector<std::pair<Worker*, const volatile bool*>> launch_;
   volatile bool stop_ = false;

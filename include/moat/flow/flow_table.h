@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "moat/flow/flow_key.h"
+#include "moat/flow/memory.h"
 
 namespace moat::flow {
 
@@ -56,13 +57,15 @@ class FlowTable {
   static constexpr uint32_t kMaxCapacity = 1u << 26;
   static constexpr uint32_t kNoIndex = 0xffffffffu;
 
-  static absl::StatusOr<std::unique_ptr<FlowTable>> Create(uint32_t capacity, uint64_t seed) {
+  // Its arrays come from `mem` (memory.h), zeroed and touched at once.
+  static absl::StatusOr<std::unique_ptr<FlowTable>> Create(uint32_t capacity, uint64_t seed,
+                                                          const MemoryHook& mem = {}) {
     if (capacity == 0 || capacity > kMaxCapacity) {
       return absl::InvalidArgumentError(absl::StrCat(
           "flow table capacity ", capacity, " is out of range [1, ", kMaxCapacity, "]"));
     }
     const uint64_t buckets = BucketCountFor(capacity);
-    std::unique_ptr<FlowTable> t(new (std::nothrow) FlowTable(capacity, buckets, seed));
+    std::unique_ptr<FlowTable> t(new (std::nothrow) FlowTable(capacity, buckets, seed, mem));
     if (!t || !t->buckets_ || !t->keys_ || !t->values_ || !t->hashes_ || !t->free_) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "cannot allocate a flow table of ", capacity, " flows (", MemoryBytes(capacity) >> 20,
@@ -77,19 +80,21 @@ class FlowTable {
     while (buckets * 3 < static_cast<uint64_t>(capacity) * 4) buckets <<= 1;
     return buckets;
   }
-  // Bytes Create() allocates for `capacity` flows (all of it up front).
+  // Bytes Create() allocates for `capacity` flows (all of it up front),
+  // exactly: each array rounded to a cache line as MemoryHook rounds it.
   static constexpr uint64_t MemoryBytes(uint32_t capacity) {
-    return BucketCountFor(capacity) * sizeof(Bucket) +
-           static_cast<uint64_t>(capacity) *
-               (sizeof(Value) + sizeof(FlowKey) + 2 * sizeof(uint32_t));
+    const uint64_t n = capacity;
+    return RoundToLine(BucketCountFor(capacity) * sizeof(Bucket)) +
+           RoundToLine(n * sizeof(FlowKey)) + RoundToLine(n * sizeof(Value)) +
+           2 * RoundToLine(n * sizeof(uint32_t));
   }
 
   ~FlowTable() {
-    std::free(buckets_);
-    std::free(keys_);
-    std::free(values_);
-    std::free(hashes_);
-    std::free(free_);
+    mem_.Release(buckets_);
+    mem_.Release(keys_);
+    mem_.Release(values_);
+    mem_.Release(hashes_);
+    mem_.Release(free_);
   }
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
@@ -231,16 +236,16 @@ class FlowTable {
     }
   }
 
-  FlowTable(uint32_t capacity, uint64_t buckets, uint64_t seed)
-      : capacity_(capacity), mask_(static_cast<uint32_t>(buckets - 1)), seed_(seed) {
+  FlowTable(uint32_t capacity, uint64_t buckets, uint64_t seed, const MemoryHook& mem)
+      : capacity_(capacity), mask_(static_cast<uint32_t>(buckets - 1)), seed_(seed), mem_(mem) {
     buckets_ = Allocate<Bucket>(buckets);
     keys_ = Allocate<FlowKey>(capacity);
     values_ = Allocate<Value>(capacity);
     hashes_ = Allocate<uint32_t>(capacity);
     free_ = Allocate<uint32_t>(capacity);
     if (!buckets_ || !keys_ || !values_ || !hashes_ || !free_) return;
-    // Writing every byte now also faults the pages in, so the first flows
-    // do not pay page faults on the hot path.
+    // The hook wrote every byte (faulting the pages in, so the first flows
+    // do not pay page faults on the hot path); constructing is cheap.
     for (uint64_t i = 0; i < buckets; ++i) new (&buckets_[i]) Bucket();
     for (uint32_t i = 0; i < capacity; ++i) {
       new (&keys_[i]) FlowKey();
@@ -252,14 +257,14 @@ class FlowTable {
   }
 
   template <typename T>
-  static T* Allocate(uint64_t n) {
-    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) & ~size_t{63};
-    return static_cast<T*>(std::aligned_alloc(64, bytes));
+  T* Allocate(uint64_t n) const {
+    return mem_.AllocateArray<T>(n, MemoryUse::kFlowTable);
   }
 
   uint32_t capacity_;
   uint32_t mask_;
   uint64_t seed_;
+  MemoryHook mem_;
   uint32_t free_top_ = 0;
   Bucket* buckets_ = nullptr;
   FlowKey* keys_ = nullptr;

@@ -30,6 +30,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "moat/flow/memory.h"
 
 namespace moat::flow {
 
@@ -41,10 +42,13 @@ class TimerWheel {
   static constexpr uint32_t kMaxSlots = 1u << 20;
 
   // capacity: ids are 0..capacity-1. slots: a power of two in
-  // [kMinSlots, kMaxSlots]. now_ns: the clock Advance will be fed.
-  static absl::StatusOr<std::unique_ptr<TimerWheel>> Create(uint32_t capacity, uint64_t tick_ns,
-                                                            uint64_t now_ns,
-                                                            uint32_t slots = kDefaultSlots);
+  // [kMinSlots, kMaxSlots]. now_ns: the clock Advance will be fed (the
+  // engine's is monotonic). Its arrays come from `mem` as `use`.
+  static absl::StatusOr<std::unique_ptr<TimerWheel>> Create(
+      uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uint32_t slots = kDefaultSlots,
+      const MemoryHook& mem = {}, MemoryUse use = MemoryUse::kFlowTimers);
+  // Bytes Create() allocates, exactly (memory.h).
+  static uint64_t MemoryBytes(uint32_t capacity, uint32_t slots = kDefaultSlots);
   ~TimerWheel();
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
@@ -90,7 +94,8 @@ class TimerWheel {
   };
   static_assert(sizeof(Node) == 32);
 
-  TimerWheel(uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uint32_t slots);
+  TimerWheel(uint32_t capacity, uint64_t tick_ns, uint64_t now_ns, uint32_t slots,
+             const MemoryHook& mem, MemoryUse use);
   void Link(uint32_t list, uint32_t id);
   void Unlink(uint32_t id);
   // Links `id` for max(its tick, earliest); earliest >= next_tick_.
@@ -117,9 +122,10 @@ class TimerWheel {
   // True while a tick's list is being expired: timers scheduled then go to
   // a later tick.
   bool in_advance_ = false;
-  std::unique_ptr<Node[]> nodes_;
-  std::unique_ptr<uint32_t[]> head_;    // 2 * slots_ + 1 lists
-  std::unique_ptr<uint64_t[]> occupied_;  // bit per level-0 slot: list non-empty
+  MemoryHook mem_;
+  Node* nodes_;
+  uint32_t* head_;      // 2 * slots_ + 1 lists
+  uint64_t* occupied_;  // bit per level-0 slot: list non-empty
 };
 
 inline void TimerWheel::Link(uint32_t list, uint32_t id) {

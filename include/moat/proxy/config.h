@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "moat/cookie/cookie.h"
+#include "moat/flow/memory.h"
 
 namespace moat::proxy {
 
@@ -183,6 +184,11 @@ struct EngineConfig {
 
   // Seed for the flow table's keyed hash; random per worker in production.
   uint64_t hash_seed = 0;
+
+  // Where the engine's tables come from (flow/memory.h): aligned_alloc by
+  // default; the dataplane points it at hugepages on the worker's NUMA
+  // socket. Engine::PlanMemory() says how much of each, exactly.
+  flow::MemoryHook memory;
 
   // Verify the IPv4 header and TCP checksums of protected segments that
   // can create, answer or end state: no established flow yet, or SYN, FIN,

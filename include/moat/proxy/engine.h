@@ -56,6 +56,18 @@
 //   towards it (ECT and ECE/CWR cleared, CE-marked ones dropped), so
 //   congestion shows as loss instead of marks nobody echoes (RFC 3168
 //   §6.1.1, RFC 6040 §4.2).
+// - Two clocks (RFC 7323 §5.4 wants timestamps monotonic, timers want
+//   no steps, a fleet wants shared time): every now_ns the engine is given
+//   is MONOTONIC time, and every timer (backend SYN retransmission,
+//   TIME_WAIT, idle expiry, RST probes, SYN-cache retransmission and
+//   expiry, Fast Open pending flows, the rate limiter, the flood detector)
+//   runs on it, so a wall-clock step neither freezes nor expires flows.
+//   Only what a fleet must agree on uses wall-clock time: cookie slots,
+//   key epochs (so the Fast Open cookie's epoch), the cookie-carrying
+//   TSval. The engine keeps wall = now_ns + an offset that the dataplane
+//   refreshes once per timer tick (SyncWallClock): one add per cookie
+//   instead of a second clock read per burst, and a wall step is seen
+//   within a tick. See SECURITY.md ("Clocks").
 // Not handled: a backend that refuses timestamps the client negotiated
 // with moat is counted (backend_ts_mismatch) but not compensated; option
 // space is never grown.
@@ -178,6 +190,17 @@ class Engine {
   // *out and call again).
   bool Tick(uint64_t now_ns, Output* out);
 
+  // The wall clock (CLOCK_REALTIME) that goes with the monotonic now_ns:
+  // cookies, key epochs and moat's TSval use now_ns + (wall_ns - now_ns)
+  // from here on. Call it after Create() and then once per timer tick;
+  // until the first call wall and monotonic time are taken to be equal
+  // (what tests and benchmarks that pass one clock want).
+  void SyncWallClock(uint64_t now_ns, uint64_t wall_ns) {
+    wall_offset_ns_ = wall_ns - now_ns;  // modulo 2^64: wall may be behind
+    keys_.Refresh(wall_ns);
+  }
+  uint64_t WallNs(uint64_t now_ns) const { return now_ns + wall_offset_ns_; }
+
   // A new policy (reload): takes the services, the rate limit and the
   // allow/deny lists of `next` (the rest of it is ignored: fixed at
   // Create()). Called on the engine's own thread between bursts; copies,
@@ -200,7 +223,10 @@ class Engine {
   // by tests; telemetry copies it between bursts).
   const BackendTable& backends() const { return backends_; }
   bool cookie_only() const { return syn_cache_ == nullptr || flood_.cookie_only(); }
-  // Bytes Create() allocates per engine for `config` (start-up plan).
+  // What Create() allocates through config.memory, per use, exactly (the
+  // start-up memory plan), and its total. The engine object itself (a few
+  // KiB of counters and policy) comes from the heap.
+  static flow::MemoryPlan PlanMemory(const EngineConfig& config);
   static uint64_t MemoryBytes(const EngineConfig& config);
   static uint64_t SynCacheBytes(const EngineConfig& config);
   // Test and diagnostics access.
@@ -335,6 +361,7 @@ class Engine {
   BackendTable backends_;
   FloodDetector flood_;
   cookie::FastOpenCodec tfo_;
+  uint64_t wall_offset_ns_ = 0;  // wall-clock minus monotonic time (SyncWallClock)
   uint32_t tfo_pending_ = 0;  // flows with Flow::fastopen == kFastOpenPending
   bool tfo_paused_ = false;   // bound reached in cookie-only mode: refuse until calm
   WorkerStats stats_;

@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "moat/flow/memory.h"
 #include "moat/net/seqnum.h"
 #include "moat/proxy/flow_state.h"
 
@@ -24,7 +25,9 @@ inline constexpr uint8_t kMaxHeldPerFlow = 4;
 
 class HeldPool {
  public:
-  static absl::StatusOr<std::unique_ptr<HeldPool>> Create(uint32_t slots);
+  // Slots and free list from `mem` (flow/memory.h), zeroed at once.
+  static absl::StatusOr<std::unique_ptr<HeldPool>> Create(uint32_t slots,
+                                                         const flow::MemoryHook& mem = {});
   ~HeldPool();
   HeldPool(const HeldPool&) = delete;
   HeldPool& operator=(const HeldPool&) = delete;
@@ -69,7 +72,8 @@ class HeldPool {
   uint32_t free_slots() const { return free_top_; }
   uint32_t capacity() const { return capacity_; }
   static constexpr uint64_t MemoryBytes(uint32_t slots) {
-    return static_cast<uint64_t>(slots) * (sizeof(Slot) + sizeof(uint32_t));
+    return flow::RoundToLine(uint64_t{slots} * sizeof(Slot)) +
+           flow::RoundToLine(uint64_t{slots} * sizeof(uint32_t));
   }
 
  private:
@@ -80,9 +84,10 @@ class HeldPool {
     uint32_t seg_len;
     uint8_t data[kMaxFrame];
   };
-  explicit HeldPool(uint32_t slots) : capacity_(slots) {}
+  HeldPool(uint32_t slots, const flow::MemoryHook& mem) : capacity_(slots), mem_(mem) {}
 
   const uint32_t capacity_;
+  const flow::MemoryHook mem_;
   Slot* slots_ = nullptr;
   uint32_t* free_ = nullptr;  // stack of free slot indices
   uint32_t free_top_ = 0;

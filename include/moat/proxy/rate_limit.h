@@ -46,13 +46,23 @@
 
 #include "absl/status/statusor.h"
 #include "moat/flow/flow_key.h"
+#include "moat/flow/memory.h"
 
 namespace moat::proxy {
 
 class SynRateLimiter {
  public:
   // `buckets` a power of two (ValidatePolicy checks it); `seed` keys the hash.
-  static absl::StatusOr<std::unique_ptr<SynRateLimiter>> Create(uint32_t buckets, uint64_t seed);
+  // The buckets come from `mem` (flow/memory.h), zeroed at once.
+  static absl::StatusOr<std::unique_ptr<SynRateLimiter>> Create(
+      uint32_t buckets, uint64_t seed, const flow::MemoryHook& mem = {});
+  ~SynRateLimiter();
+  SynRateLimiter(const SynRateLimiter&) = delete;
+  SynRateLimiter& operator=(const SynRateLimiter&) = delete;
+  // Bytes Create() allocates, exactly.
+  static uint64_t MemoryBytes(uint32_t buckets) {
+    return flow::RoundToLine(uint64_t{buckets} * sizeof(uint64_t));
+  }
 
   // Rate in SYN-ACKs per second per prefix (0 = off), bursts of up to
   // `rate`, and the prefix lengths that group sources. Keeps the buckets:
@@ -112,9 +122,10 @@ class SynRateLimiter {
   uint64_t interval_ns() const { return interval_ns_; }
 
  private:
-  SynRateLimiter(uint32_t buckets, uint64_t seed);
+  SynRateLimiter(uint32_t buckets, uint64_t seed, const flow::MemoryHook& mem);
 
-  std::unique_ptr<uint64_t[]> tat_;  // per bucket: theoretical arrival time (ns), 0 = idle
+  uint64_t* tat_ = nullptr;  // per bucket: theoretical arrival time (ns), 0 = idle
+  flow::MemoryHook mem_;
   uint32_t mask_;
   uint64_t seed_;
   uint64_t seed2_;                  // a second use of the seed for the second word

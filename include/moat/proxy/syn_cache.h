@@ -155,10 +155,14 @@ class SynCache {
 
   // entries: rounded up to a multiple of kWays (a power-of-two bucket
   // count); 1..kMaxEntries.
-  static absl::StatusOr<std::unique_ptr<SynCache>> Create(uint32_t entries, uint64_t now_ns);
+  // Its arrays come from `mem` (flow/memory.h), zeroed at once.
+  static absl::StatusOr<std::unique_ptr<SynCache>> Create(uint32_t entries, uint64_t now_ns,
+                                                          const flow::MemoryHook& mem = {});
   // Bytes Create() allocates for `entries` (entries, signature rows, timer
   // wheel), for the start-up plan.
   static uint64_t MemoryBytes(uint32_t entries);
+  // Of which its timer wheel.
+  static uint64_t TimersBytes(uint32_t entries);
   static uint32_t BucketsFor(uint32_t entries);
   ~SynCache();
   SynCache(const SynCache&) = delete;
@@ -205,11 +209,13 @@ class SynCache {
   };
   static_assert(sizeof(SigRow) == 16);
 
-  explicit SynCache(uint32_t capacity) : capacity_(capacity), bucket_mask_(capacity / kWays - 1) {}
+  SynCache(uint32_t capacity, const flow::MemoryHook& mem)
+      : capacity_(capacity), bucket_mask_(capacity / kWays - 1), mem_(mem) {}
   static uint16_t Sig(uint32_t hash) { return static_cast<uint16_t>(hash >> 16) | 1; }
 
   const uint32_t capacity_;
   const uint32_t bucket_mask_;
+  const flow::MemoryHook mem_;
   uint32_t size_ = 0;
   SynCacheEntry* entries_ = nullptr;
   SigRow* sigs_ = nullptr;
