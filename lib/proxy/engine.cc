@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
   auto wheel = flow::TimerWheel::Create(config.flow_capacity, kTickNs, now_ns, kWheelSlots);
   if (!wheel.ok()) return wheel.status();
   e->wheel_ = std::move(*wheel);
-  auto held = HeldPool::Create(config.held_slots);
+  auto held = HeldPool::Create(config.held_slots, FrameRoom(config.mtu));
   if (!held.ok()) return held.status();
   e->held_ = std::move(*held);
   // Its own seed: knowing one hash must not tell anything about the other.
@@ -87,7 +87,8 @@ uint64_t Engine::MemoryBytes(const EngineConfig& config) {
   // The timer wheel: a 32-byte node per flow plus its list heads.
   return flow::FlowTable<Flow>::MemoryBytes(config.flow_capacity) +
          uint64_t{config.flow_capacity} * 32 + (2ull * kWheelSlots + 1) * 4 +
-         HeldPool::MemoryBytes(config.held_slots) + SynCacheBytes(config) + sizeof(Engine);
+         HeldPool::MemoryBytes(config.held_slots, FrameRoom(config.mtu)) + SynCacheBytes(config) +
+         sizeof(Engine);
 }
 
 const Flow* Engine::FindFlow(const flow::FlowKey& key) {

@@ -131,7 +131,10 @@ namespace moat::proxy {
   X(drop_denied, "client SYNs from a --deny prefix (not answered)")            \
   X(config_reloads, "new configurations (reloads) this worker applied")        \
   X(services_retired, "gauge: services removed by a reload whose flows are "  \
-                      "still looked up")
+                      "still looked up")                                       \
+  X(drop_held_oversize, "client segments while the backend handshake ran, "    \
+                        "longer than a held slot (--mtu): not held, the "      \
+                        "client retransmits")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
