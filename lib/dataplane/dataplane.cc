@@ -104,17 +104,17 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     // Memory grows with the data room: ~2.3 KiB per mbuf at --mtu=1500,
     // ~9.4 KiB at 9000.
     n = std::max(n, 8191u);
-    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), n, kMempoolCache, 0,
-                                              static_cast<uint16_t>(RTE_PKTMBUF_HEADROOM + data_room),
-                                              socket);
+    rte_mempool* mp =
+        rte_pktmbuf_pool_create(name.c_str(), n, kMempoolCache, 0,
+                                static_cast<uint16_t>(RTE_PKTMBUF_HEADROOM + data_room), socket);
     if (mp == nullptr) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "cannot allocate %u mbufs of %u bytes (--mtu=%u) on socket %d: %s (reserve more "
           "hugepages, or lower --rx_desc/--tx_desc)",
           n, RTE_PKTMBUF_HEADROOM + data_room, config.mtu, socket, rte_strerror(rte_errno)));
     }
-    MOAT_LOG(INFO, "mbuf pool on socket %d: %u mbufs, %u bytes of data room each (--mtu=%u), "
-             "%.1f MiB", socket, n, RTE_PKTMBUF_HEADROOM + data_room, config.mtu,
+    MOAT_LOG(INFO, "mbuf pool on socket %d: %u mbufs of %u bytes (--mtu=%u), %.1f MiB", socket, n,
+             RTE_PKTMBUF_HEADROOM + data_room, config.mtu,
              static_cast<double>(rte_mempool_calc_obj_size(mp->elt_size, mp->flags, nullptr)) * n /
                  (1 << 20));
     dp->pools_.push_back(mp);

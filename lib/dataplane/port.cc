@@ -149,8 +149,8 @@ absl::StatusOr<MtuFacts> GetMtuFacts(const Port& port) {
 absl::StatusOr<MtuPlan> PlanMtu(const Port& port, const MtuFacts& f, uint32_t mtu) {
   MtuPlan plan;
   plan.mtu = static_cast<uint16_t>(mtu);
-  const std::string who = absl::StrFormat("--mtu=%u: %s port %u (%s, %s)", mtu, port.role,
-                                          port.id, port.name, f.driver);
+  const std::string who = absl::StrFormat("--mtu=%u: %s port %u (%s, %s)", mtu, port.role, port.id,
+                                          port.name, f.driver);
   const uint32_t framesz = AfPacketFrameSize(mtu);
   if (f.driver == "net_af_packet") {
     const uint32_t frame = mtu + proxy::kMaxL2Header;

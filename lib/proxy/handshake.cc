@@ -208,7 +208,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
     } else {
       // The flow stands; the data is lost and the client retransmits it.
       stats_.Inc(v.frame_len > held_->frame_room() ? Counter::k_drop_held_oversize
-                                                    : Counter::k_drop_held_overflow);
+                                                   : Counter::k_drop_held_overflow);
       verdict = Verdict::kDrop;
     }
   }
@@ -272,7 +272,7 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
       // Bounded per flow and per engine (and by the slot size, see
       // held_pool.h); the client retransmits.
       stats_.Inc(v.frame_len > held_->frame_room() ? Counter::k_drop_held_oversize
-                                                    : Counter::k_drop_held_overflow);
+                                                   : Counter::k_drop_held_overflow);
       return Verdict::kDrop;
     }
     stats_.Inc(Counter::k_held_segments);

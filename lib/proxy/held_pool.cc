@@ -7,12 +7,10 @@
 
 namespace moat::proxy {
 
-absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots,
-                                                            uint32_t frame_room) {
+absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots, uint32_t frame_room) {
   if (frame_room > kMaxFrame || frame_room % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("held slots of ", frame_room,
-                                                   " bytes: want a multiple of 8 up to ",
-                                                   kMaxFrame));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "held slots of ", frame_room, " bytes: want a multiple of 8 up to ", kMaxFrame));
   }
   std::unique_ptr<HeldPool> p(new HeldPool(slots, frame_room));
   p->slots_ = static_cast<uint8_t*>(std::calloc(slots, p->slot_bytes_));

@@ -25,25 +25,25 @@ struct Port {
   bool symmetric_key = false;  // we installed the 0x6d5a key
   bool tx_cksum_offload = false;
   bool started = false;
-  uint16_t mtu = 0;         // what the port was configured with (--mtu)
+  uint16_t mtu = 0;  // what the port was configured with (--mtu)
 };
 
 // What decides the largest frame a port carries (--mtu), gathered by
 // GetMtuFacts from the device, its --vdev arguments and, for vdevs on a
 // kernel interface, that interface.
 struct MtuFacts {
-  std::string driver;           // e.g. "net_af_packet"
-  uint32_t max_mtu = 65535;     // the largest MTU ethdev lets the device configure
-  uint32_t max_rx_pktlen = 0;   // the largest frame it says it receives
-  std::string kernel_iface;     // net_af_packet / net_af_xdp: the interface, else empty
-  uint32_t kernel_mtu = 0;      // its MTU (0: none, or unreadable)
+  std::string driver;              // e.g. "net_af_packet"
+  uint32_t max_mtu = 65535;        // the largest MTU ethdev lets the device configure
+  uint32_t max_rx_pktlen = 0;      // the largest frame it says it receives
+  std::string kernel_iface;        // net_af_packet / net_af_xdp: the interface, else empty
+  uint32_t kernel_mtu = 0;         // its MTU (0: none, or unreadable)
   uint32_t af_packet_framesz = 0;  // net_af_packet: the ring's frame size (framesz=, 2048)
 };
 
 // How a port gets --mtu: the rxmode.mtu to configure (0 leaves the
 // device's default) and what to log.
 struct MtuPlan {
-  uint16_t mtu = 1500;       // the MTU the port carries (--mtu)
+  uint16_t mtu = 1500;  // the MTU the port carries (--mtu)
   uint16_t conf_mtu = 0;
   std::string note;     // logged at INFO when not empty
   std::string warning;  // logged at WARNING when not empty

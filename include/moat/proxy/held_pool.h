@@ -113,9 +113,7 @@ class HeldPool {
     uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
     const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(this + 1); }
   };
-  static constexpr uint64_t SlotBytes(uint32_t frame_room) {
-    return sizeof(Slot) + frame_room;
-  }
+  static constexpr uint64_t SlotBytes(uint32_t frame_room) { return sizeof(Slot) + frame_room; }
   HeldPool(uint32_t slots, uint32_t frame_room)
       : capacity_(slots), frame_room_(frame_room), slot_bytes_(SlotBytes(frame_room)) {}
   Slot& At(uint32_t i) { return *reinterpret_cast<Slot*>(slots_ + i * slot_bytes_); }
