@@ -98,7 +98,7 @@ big() { tcpdump -r "$1" -nn "$2 and greater 1515" 2>/dev/null | wc -l; }
 down_big=$(big "$LAB_DIR/client.pcap" "src host $LAB_SERVER4")
 up_big=$(big "$LAB_DIR/server.pcap" "src host $LAB_CLIENT4")
 largest() {  # the longest frame from SRC in a capture
-  tcpdump -r "$1" -nn -e "src host $2" 2>/dev/null | sed -n 's/.*, length \([0-9]*\): .*/\1/p' | sort -n | tail -1
+  tcpdump -r "$1" -nn -e "src host $2" 2>/dev/null | sed -n 's/.*ethertype IPv4 ([^)]*), length \([0-9]*\): .*/\1/p' | sort -n | tail -1
 }
 down_max=$(largest "$LAB_DIR/client.pcap" "$LAB_SERVER4")
 up_max=$(largest "$LAB_DIR/server.pcap" "$LAB_CLIENT4")
