@@ -52,7 +52,7 @@ DEFINE_string(protect, "",
               "protected services, ADDR[/LEN][:PORT[-PORT]],... e.g. "
               "198.18.0.2:80,[2001:2::2]:80 (required)");
 DEFINE_uint32(mss, 1460, "MSS moat advertises in its SYN-ACK (IPv6: mss - 20); must not "
-                         "exceed the backends' MSS");
+                         "exceed the backends' MSS, nor --mtu - 40");
 DEFINE_uint32(mtu, 1500,
               "MTU of both ports, 1280-9000 (1280: IPv6's minimum; 9000: jumbo frames): the "
               "largest IP packet moat carries. Sets the ports' MTU and the mbuf size; --mss "
