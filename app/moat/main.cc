@@ -52,7 +52,11 @@ DEFINE_string(protect, "",
               "protected services, ADDR[/LEN][:PORT[-PORT]],... e.g. "
               "198.18.0.2:80,[2001:2::2]:80 (required)");
 DEFINE_uint32(mss, 1460, "MSS moat advertises in its SYN-ACK (IPv6: mss - 20); must not "
-                         "exceed the backends' MSS");
+                         "exceed the backends' MSS, nor --mtu - 40");
+DEFINE_uint32(mtu, 1500,
+              "MTU of both ports, 1280-9000 (1280: IPv6's minimum; 9000: jumbo frames): the "
+              "largest IP packet moat carries. Sets the ports' MTU and the mbuf size; --mss "
+              "must be at most mtu - 40");
 DEFINE_uint32(wscale, 7, "window scale moat advertises in its SYN-ACK (0-14)");
 DEFINE_bool(sack, true, "advertise SACK-permitted in the SYN-ACK");
 DEFINE_bool(timestamps, true, "answer timestamps in the SYN-ACK (carries option bits in TSval)");
@@ -252,6 +256,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
       {"client_port", FLAGS_client_port, 0, UINT16_MAX},
       {"server_port", FLAGS_server_port, 0, UINT16_MAX},
       {"mss", FLAGS_mss, 536, 9000},
+      {"mtu", FLAGS_mtu, moat::proxy::kMinMtu, moat::proxy::kMaxMtu},
       {"wscale", FLAGS_wscale, 0, 14},
       {"stats_period", FLAGS_stats_period, 0, 86400},
       {"queues", FLAGS_queues, 0, 128},
@@ -275,6 +280,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
                         FLAGS_client_port));
   }
   ec->mss = static_cast<uint16_t>(FLAGS_mss);
+  ec->mtu = static_cast<uint16_t>(FLAGS_mtu);
   ec->wscale = static_cast<uint8_t>(FLAGS_wscale);
   ec->sack = FLAGS_sack;
   ec->timestamps = FLAGS_timestamps;
@@ -317,6 +323,7 @@ absl::Status BuildConfig(moat::proxy::EngineConfig* ec, moat::dataplane::Datapla
   dc->rx_desc = static_cast<uint16_t>(FLAGS_rx_desc);
   dc->tx_desc = static_cast<uint16_t>(FLAGS_tx_desc);
   dc->pool_mbufs = FLAGS_pool_mbufs;
+  dc->mtu = static_cast<uint16_t>(FLAGS_mtu);
   dc->worker.burst = static_cast<uint16_t>(FLAGS_burst);
   dc->worker.tx_drain_us = FLAGS_tx_drain_us;
   dc->worker.idle_sleep_us = FLAGS_idle_sleep_us;

@@ -9,12 +9,14 @@
 #include <rte_mbuf.h>
 #include <rte_random.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <map>
 
 #include "absl/strings/str_format.h"
 #include "moat/dataplane/log.h"
+#include "moat/proxy/held_pool.h"
 
 namespace moat::dataplane {
 
@@ -139,6 +141,18 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   for (const Port& p : dp->ports_) {
     if (auto s = CheckQueues(p, queues); !s.ok()) return s;
   }
+  // The MTU each port can carry, checked before anything is allocated;
+  // the data room is what the hungriest port needs for a whole frame.
+  MtuPlan mtu_plans[2];
+  uint32_t data_room = proxy::FrameRoom(config.mtu);
+  for (int i = 0; i < 2; ++i) {
+    auto facts = GetMtuFacts(dp->ports_[i]);
+    if (!facts.ok()) return facts.status();
+    auto plan = PlanMtu(dp->ports_[i], *facts, config.mtu);
+    if (!plan.ok()) return plan.status();
+    mtu_plans[i] = *plan;
+    data_room = std::max(data_room, RxDataRoom(*facts, config.mtu));
+  }
 
   // One mbuf pool per NUMA socket that has workers; each queue takes its
   // mbufs from its worker's socket. Sized so RX never starves: every
@@ -153,14 +167,22 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   for (auto [socket, n] : need) {
     if (config.pool_mbufs != 0) n = config.pool_mbufs;
     const std::string name = absl::StrFormat("moat_mbuf_s%d", socket);
-    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), std::max(n, 8191u), kMempoolCache,
-                                              0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    // Memory grows with the data room: ~2.3 KiB per mbuf at --mtu=1500,
+    // ~9.4 KiB at 9000.
+    n = std::max(n, 8191u);
+    rte_mempool* mp =
+        rte_pktmbuf_pool_create(name.c_str(), n, kMempoolCache, 0,
+                                static_cast<uint16_t>(RTE_PKTMBUF_HEADROOM + data_room), socket);
     if (mp == nullptr) {
       return absl::ResourceExhaustedError(absl::StrFormat(
-          "cannot allocate %u mbufs on socket %d: %s (reserve more hugepages, or lower "
-          "--rx_desc/--tx_desc)",
-          n, socket, rte_strerror(rte_errno)));
+          "cannot allocate %u mbufs of %u bytes (--mtu=%u) on socket %d: %s (reserve more "
+          "hugepages, or lower --rx_desc/--tx_desc)",
+          n, RTE_PKTMBUF_HEADROOM + data_room, config.mtu, socket, rte_strerror(rte_errno)));
     }
+    MOAT_LOG(INFO, "mbuf pool on socket %d: %u mbufs of %u bytes (--mtu=%u), %.1f MiB", socket, n,
+             RTE_PKTMBUF_HEADROOM + data_room, config.mtu,
+             static_cast<double>(rte_mempool_calc_obj_size(mp->elt_size, mp->flags, nullptr)) * n /
+                 (1 << 20));
     dp->pools_.push_back(mp);
     pool_of[socket] = mp;
   }
@@ -169,8 +191,10 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     queue_pools.push_back(pool_of[static_cast<int>(rte_lcore_to_socket_id(lc))]);
   }
 
-  for (Port& p : dp->ports_) {
-    if (auto s = StartPort(&p, queues, config.rx_desc, config.tx_desc, queue_pools); !s.ok()) {
+  for (int i = 0; i < 2; ++i) {
+    if (auto s = StartPort(&dp->ports_[i], queues, config.rx_desc, config.tx_desc, queue_pools,
+                           mtu_plans[i]);
+        !s.ok()) {
       return s;  // ~Dataplane stops whatever started
     }
   }
@@ -181,6 +205,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   const uint64_t now = ClockNs(CLOCK_MONOTONIC);
   const uint64_t wall = ClockNs(CLOCK_REALTIME);
   proxy::EngineConfig shared = engine;
+  shared.mtu = config.mtu;
   shared.synack_rate = PerWorkerSynAckRate(engine.synack_rate, queues);
   for (uint16_t q = 0; q < queues; ++q) {
     proxy::EngineConfig ec = shared;

@@ -102,7 +102,7 @@ void FramePath::SendGenerated(proxy::Output* out) {
   for (size_t i = 0; i < n; ++i) {
     const proxy::Emitted e = (*out)[i];
     char* d = rte_pktmbuf_append(ms[i], e.len);
-    if (d == nullptr) {  // cannot happen: kMaxFrame fits the default data room
+    if (d == nullptr) {  // cannot happen: frames are at most FrameRoom(--mtu), the data room
       rte_pktmbuf_free(ms[i]);
       stats_->Inc(DpCounter::k_drop_generated_nombuf);
       continue;

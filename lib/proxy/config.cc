@@ -1,4 +1,5 @@
 #include "moat/proxy/config.h"
+#include "moat/proxy/held_pool.h"
 #include "moat/proxy/syn_cache.h"
 
 #include <arpa/inet.h>
@@ -242,6 +243,19 @@ absl::Status ValidateConfig(const EngineConfig& c) {
   // 536 is the IPv4 default MSS (RFC 9293 §3.7.1); a larger value than the
   // path allows makes clients send segments the backend cannot take.
   if (absl::Status s = CheckRange("mss", c.mss, 536, 9000); !s.ok()) return s;
+  // 1280: the IPv6 minimum (RFC 8200 §5), which moat bridges; 9000: the
+  // jumbo size its buffers and the cookie's MSS tables are built for.
+  if (absl::Status s = CheckRange("mtu", c.mtu, kMinMtu, kMaxMtu); !s.ok()) return s;
+  // What the SYN-ACK advertises must fit the MTU, or clients send segments
+  // that no port on the path carries: 20 bytes of IPv4 header and 20 of
+  // TCP header without options (RFC 9293 §3.7.1 counts the MSS so; the
+  // IPv6 SYN-ACK advertises mss - 20 for its 40-byte header).
+  if (c.mss + 40u > c.mtu) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--mss=%d does not fit --mtu=%d: a %d-byte MTU carries an MSS of at most %d (MTU - 40 "
+        "bytes of IPv4 and TCP headers); lower --mss or raise --mtu",
+        c.mss, c.mtu, c.mtu, c.mtu - 40));
+  }
   // RFC 7323 §2.3: shift counts above 14 are not allowed.
   if (absl::Status s = CheckRange("wscale", c.wscale, 0, 14); !s.ok()) return s;
   if (absl::Status s = CheckRange("flow_capacity", c.flow_capacity, 1, 1u << 24,

@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
                                         config.memory, flow::MemoryUse::kFlowTimers);
   if (!wheel.ok()) return wheel.status();
   e->wheel_ = std::move(*wheel);
-  auto held = HeldPool::Create(config.held_slots, config.memory);
+  auto held = HeldPool::Create(config.held_slots, FrameRoom(config.mtu), config.memory);
   if (!held.ok()) return held.status();
   e->held_ = std::move(*held);
   // Its own seed: knowing one hash must not tell anything about the other.
@@ -86,7 +86,7 @@ flow::MemoryPlan Engine::PlanMemory(const EngineConfig& config) {
   flow::MemoryPlan plan;
   plan[MemoryUse::kFlowTable] = flow::FlowTable<Flow>::MemoryBytes(config.flow_capacity);
   plan[MemoryUse::kFlowTimers] = flow::TimerWheel::MemoryBytes(config.flow_capacity, kWheelSlots);
-  plan[MemoryUse::kHeldPool] = HeldPool::MemoryBytes(config.held_slots);
+  plan[MemoryUse::kHeldPool] = HeldPool::MemoryBytes(config.held_slots, FrameRoom(config.mtu));
   if (config.syn_cache_entries != 0) {
     plan[MemoryUse::kSynCacheTimers] = SynCache::TimersBytes(config.syn_cache_entries);
     plan[MemoryUse::kSynCache] =

@@ -106,7 +106,7 @@ bool Engine::FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, O
   // The flow, its held copy of the data and the SYN-ACK must all fit.
   const uint16_t data_len = v.payload_len;
   const bool fits = held_->free_slots() > 0 && !table_->full() &&
-                    v.frame_len + 16u <= kMaxFrame;
+                    v.frame_len + 16u <= held_->frame_room();
   if (full || tfo_paused_ || !fits) {
     stats_.Inc(Counter::k_fastopen_refused);
     return false;

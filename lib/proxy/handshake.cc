@@ -209,7 +209,8 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
       stats_.Inc(Counter::k_held_segments);
     } else {
       // The flow stands; the data is lost and the client retransmits it.
-      stats_.Inc(Counter::k_drop_held_overflow);
+      stats_.Inc(v.frame_len > held_->frame_room() ? Counter::k_drop_held_oversize
+                                                   : Counter::k_drop_held_overflow);
       verdict = Verdict::kDrop;
     }
   }
@@ -270,8 +271,10 @@ Verdict Engine::ClientWhileOpening(Flow* f, SegmentKind kind, PacketView& v, uin
   const bool duplicate = !absorb && held_->Covers(f, v.seq(), v.seg_len());
   if (!absorb && !duplicate) {
     if (!held_->Hold(f, v.frame, v.frame_len, v.seq(), v.seg_len())) {
-      // Bounded per flow and per engine; the client retransmits.
-      stats_.Inc(Counter::k_drop_held_overflow);
+      // Bounded per flow and per engine (and by the slot size, see
+      // held_pool.h); the client retransmits.
+      stats_.Inc(v.frame_len > held_->frame_room() ? Counter::k_drop_held_oversize
+                                                   : Counter::k_drop_held_overflow);
       return Verdict::kDrop;
     }
     stats_.Inc(Counter::k_held_segments);
@@ -395,7 +398,11 @@ bool Engine::SendBackendSyn(const Flow* f, Output* out) {
   const HalfFlow& client = f->of(Side::kClient);
   uint8_t options[40];
   net::TcpOptionWriter w(options, sizeof(options));
-  w.Mss(f->client_mss);
+  // The client's MSS, but no more than moat's ports carry (--mtu): a
+  // jumbo client behind a 1500-byte moat must not invite the backend to
+  // send segments moat cannot pass (the clamp a router does, RFC 879).
+  const uint16_t mtu_mss = static_cast<uint16_t>(config_.mtu - (s.ipv6 ? 60 : 40));
+  w.Mss(f->client_mss < mtu_mss ? f->client_mss : mtu_mss);
   // The client's options as the cookie carried them; TSval is the client's
   // own clock so its later segments continue the same series (RFC 7323 §4).
   if (f->sack && f->client_ts) {

@@ -7,14 +7,19 @@
 
 namespace moat::proxy {
 
-absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots,
+absl::StatusOr<std::unique_ptr<HeldPool>> HeldPool::Create(uint32_t slots, uint32_t frame_room,
                                                            const flow::MemoryHook& mem) {
-  std::unique_ptr<HeldPool> p(new HeldPool(slots, mem));
-  p->slots_ = mem.AllocateArray<Slot>(slots, flow::MemoryUse::kHeldPool);
+  if (frame_room > kMaxFrame || frame_room % 8 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "held slots of ", frame_room, " bytes: want a multiple of 8 up to ", kMaxFrame));
+  }
+  std::unique_ptr<HeldPool> p(new HeldPool(slots, frame_room, mem));
+  p->slots_ = static_cast<uint8_t*>(
+      mem.Allocate(uint64_t{slots} * p->slot_bytes_, flow::MemoryUse::kHeldPool));
   p->free_ = mem.AllocateArray<uint32_t>(slots, flow::MemoryUse::kHeldPool);
   if (slots != 0 && (p->slots_ == nullptr || p->free_ == nullptr)) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", slots,
-                                                     " held-segment slots of ", sizeof(Slot),
+                                                     " held-segment slots of ", p->slot_bytes_,
                                                      " bytes; lower --held_slots"));
   }
   // Handed out lowest index first.
@@ -30,21 +35,21 @@ HeldPool::~HeldPool() {
 
 bool HeldPool::Hold(Flow* f, const uint8_t* frame, uint16_t len, net::SeqNum seq,
                     uint32_t seg_len) {
-  if (f->held_count >= kMaxHeldPerFlow || free_top_ == 0 || len > kMaxFrame) return false;
+  if (f->held_count >= kMaxHeldPerFlow || free_top_ == 0 || len > frame_room_) return false;
   const uint32_t slot = free_[--free_top_];
-  Slot& s = slots_[slot];
+  Slot& s = At(slot);
   s.next = kNoHeld;
   s.len = len;
   s.seq = seq;
   s.seg_len = seg_len;
-  std::memcpy(s.data, frame, len);
+  std::memcpy(s.data(), frame, len);
   if (f->held_head == kNoHeld) {
     f->held_head = slot;
   } else {
     // At most kMaxHeldPerFlow - 1 links to walk.
     uint32_t tail = f->held_head;
-    while (slots_[tail].next != kNoHeld) tail = slots_[tail].next;
-    slots_[tail].next = slot;
+    while (At(tail).next != kNoHeld) tail = At(tail).next;
+    At(tail).next = slot;
   }
   ++f->held_count;
   return true;

@@ -53,6 +53,11 @@
 # program left on the veths removed, and moat started on net_af_packet.
 # LAB_PMD_USED says which one runs (also logged); a forced LAB_PMD=af_xdp
 # that fails is a test failure, not a fallback.
+# LAB_MTU=N (default: the kernel's 1500) sets all four veth ends to MTU N
+# and, for N above 1500, gives net_af_packet ring frames that hold such a
+# frame (framesz, blocksz: lib/dataplane/port.h); moat itself still needs
+# --mtu=N. net_af_xdp refuses MTUs above a page (moat says so), so auto
+# falls back to net_af_packet for jumbo labs.
 # Offloads (checksum, GSO, TSO, GRO) are off on all four ends: the
 # namespaces must put whole frames with real checksums on the wire, as
 # DPDK's veth-facing PMDs neither segment nor fill checksums.
@@ -67,6 +72,7 @@ LAB_PMD=${LAB_PMD:-auto}
 case $LAB_PMD in auto|af_xdp|af_packet) ;; *) echo "lab: LAB_PMD=$LAB_PMD: want auto, af_xdp or af_packet" >&2; exit 2 ;; esac
 LAB_PMD_PROBED=${LAB_PMD_PROBED:-}  # auto's verdict, once per shell (exported to children)
 LAB_PMD_USED=""
+LAB_MTU=${LAB_MTU:-}
 
 lab_log() { echo "lab[$LAB_NAME]: $*" >&2; }
 lab_fail() { echo "FAIL[$LAB_NAME]: $*" >&2; exit 1; }
@@ -113,6 +119,7 @@ lab_up() {
     # No duplicate address detection: addresses are usable at once.
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+    [ -z "$LAB_MTU" ] || ip -n "$ns" link set eth0 mtu "$LAB_MTU"
     ip -n "$ns" link set eth0 up
     ip -n "$ns" addr add "$addr4/24" dev eth0
     ip -n "$ns" addr add "$addr6/64" dev eth0 nodad
@@ -122,6 +129,7 @@ lab_up() {
     # The root ends carry no addresses and no IPv6, so the root kernel
     # adds no router solicitations or ND of its own to the wire.
     sysctl -qw "net.ipv6.conf.$ifc.disable_ipv6=1"
+    [ -z "$LAB_MTU" ] || ip link set "$ifc" mtu "$LAB_MTU"
     ip link set "$ifc" up
     _lab_quiet_offloads "" "$ifc"
   done
@@ -166,8 +174,15 @@ lab_vdevs() {
     echo "--vdev=net_af_xdp0,iface=$LAB_CIF,start_queue=0,queue_count=$q"
     echo "--vdev=net_af_xdp1,iface=$LAB_SIF,start_queue=0,queue_count=$q"
   else
-    echo "--vdev=net_af_packet0,iface=$LAB_CIF,qpairs=$q"
-    echo "--vdev=net_af_packet1,iface=$LAB_SIF,qpairs=$q"
+    local ring=""
+    if [ -n "$LAB_MTU" ] && [ "$LAB_MTU" -gt 1500 ]; then
+      # A whole frame (two VLAN tags) 66 bytes into each ring frame, 32
+      # frames a block (AfPacketFrameSize in lib/dataplane/port.cc).
+      local framesz=$(( (LAB_MTU + 22 + 66 + 127) / 128 * 128 ))
+      ring=",framesz=$framesz,blocksz=$((32 * framesz))"
+    fi
+    echo "--vdev=net_af_packet0,iface=$LAB_CIF,qpairs=$q$ring"
+    echo "--vdev=net_af_packet1,iface=$LAB_SIF,qpairs=$q$ring"
   fi
 }
 

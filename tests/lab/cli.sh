@@ -52,9 +52,23 @@ for bad in wscale=15 stats_period=86401 queues=129 rx_desc=16 tx_desc=16 \
   held_slots=0 backend_syn_rto_ms=5 backend_syn_retries=11 time_wait_ms=240001 \
   idle_timeout_s=0 half_closed_timeout_s=0 key_rotation_s=60 client_port=70000 \
   syn_cache_entries=4194305 syn_flood_rate=39 fastopen_max_pending=0 \
-  synack_rate=1000001 synack_prefix_v4=33 synack_prefix_v6=129; do
+  synack_rate=1000001 synack_prefix_v4=33 synack_prefix_v6=129 mtu=1279 mtu=9001; do
   expect_error "--$bad" "--$bad" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 "--$bad"
 done
+# --mss must fit --mtu (mtu - 40): refused before EAL starts.
+expect_error "--mss above what --mtu carries" "^moat: error: --mss=8960 does not fit --mtu=1500: a 1500-byte MTU carries an MSS of at most 1460" \
+  -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --mss=8960
+! grep -q "EAL" "$LAB_DIR/out" || lab_fail "--mss above --mtu: EAL started before the error"
+expect_error "--mss=1461 at --mtu=1500" "--mss=1461 does not fit --mtu=1500" \
+  -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --mss=1461
+# The ports must carry --mtu: net_af_packet needs ring frames and a kernel
+# interface MTU that hold it (the lab's veths are at 1500).
+expect_error "--mtu=9000 with net_af_packet's default ring" "--mtu=9000: client port 0 \(net_af_packet0, net_af_packet\): its ring frames \(framesz=2048\).*add framesz=9088,blocksz=290816" \
+  -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --mtu=9000 --mss=8960
+expect_error "--mtu=9000 on a 1500-byte interface" "--mtu=9000: client port 0 \(net_af_packet0, net_af_packet\): its kernel interface $LAB_CIF has MTU 1500.*ip link set dev $LAB_CIF mtu 9000" \
+  -l 0,1 --no-pci --vdev="net_af_packet0,iface=$LAB_CIF,framesz=9088,blocksz=290816" \
+  --vdev="net_af_packet1,iface=$LAB_SIF,framesz=9088,blocksz=290816" --file-prefix=moat-$LAB_NAME -- \
+  --protect=198.18.0.2:80 --mtu=9000 --mss=8960
 expect_error "short secret file" "secret" -l 0,1 "${vdevs[@]}" --file-prefix=moat-$LAB_NAME -- --protect=198.18.0.2:80 --cookie_secret_file=/dev/null
 
 # --metrics_listen: numeric IPv4:PORT or [IPv6]:PORT, refused by name before
@@ -98,6 +112,8 @@ cmp -s "$LAB_DIR/huge.before" "$LAB_DIR/huge.after" || lab_fail "--check touched
 expect_error "--check without --protect" "--protect is required" --check --flow_capacity=1024
 expect_error "--check bad --protect" "--protect" --check --protect=198.18.0.300:80
 expect_error "--check bad range in flagfile" "--mss=100" --check --flagfile="$cfg" --mss=100
+expect_error "--check --mss above --mtu" "--mss=8960 does not fit --mtu=1500" --check --flagfile="$cfg" --mss=8960
+expect_check_ok "--check jumbo" --check --flagfile="$cfg" --mtu=9000 --mss=8960
 expect_error "--check --deny with a port" "--deny: '198.18.7.0/24:80' has a port" --check --flagfile="$cfg" --deny=198.18.7.0/24:80
 expect_error "--check bad --allow" "--allow: bad prefix length '/40'" --check --flagfile="$cfg" --allow=198.18.7.0/40
 printf -- '--protect=198.18.0.2:80\n--no_such_flag=1\n' >"$LAB_DIR/bad.flags"

@@ -56,9 +56,10 @@
 
 namespace moat::testing {
 
-// The size of Frame's buffer: proxy::kMaxFrame, which the engine tests
-// static_assert (this header does not depend on lib/proxy).
-inline constexpr size_t kFrameCapacity = 2048;
+// The size of Frame's buffer: proxy::kMaxFrame (a frame of the largest
+// --mtu), which the engine tests static_assert (this header does not
+// depend on lib/proxy).
+inline constexpr size_t kFrameCapacity = 9024;
 
 // A frame in a fixed buffer, as an mbuf's data room holds it.
 struct Frame {

@@ -35,6 +35,10 @@ struct DataplaneConfig {
   // Raise it for PMDs that hold mbufs of their own (net_pcap infinite_rx
   // keeps the whole capture in mbufs from the queue's pool).
   uint32_t pool_mbufs = 0;
+  // Both ports' MTU (--mtu): set on the ports (PlanMtu, port.h) and sizing
+  // the mbufs' data room so a whole frame is one mbuf. Must equal the
+  // engine's EngineConfig::mtu.
+  uint16_t mtu = 1500;
   WorkerConfig worker;
 };
 

@@ -140,6 +140,12 @@ struct EngineConfig {
   // moat's MSS must not exceed the backend's, since clients size their
   // segments to what moat said.
   uint16_t mss = 1460;  // IPv4; IPv6 advertises mss - 20
+  // The ports' MTU (--mtu, kMinMtu..kMaxMtu in held_pool.h): the largest
+  // IP packet moat carries. It sizes the held slots (FrameRoom), bounds
+  // --mss (at most mtu - 40: IPv4 and TCP headers without options; the
+  // IPv6 MSS, mss - 20, then fits mtu - 60 too) and caps the MSS moat
+  // passes on to the backend in its SYN.
+  uint16_t mtu = 1500;
   uint8_t wscale = 7;
   bool sack = true;
   bool timestamps = true;

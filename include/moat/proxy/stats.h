@@ -139,7 +139,10 @@ namespace moat::proxy {
                      "backend refused it (timestamps, SACK, ECN, MSS)")        \
   X(synack_retransmit_limited, "SYN-cache SYN-ACK retransmissions not sent: "  \
                                "their source prefix was denied or over "       \
-                               "--synack_rate")
+                               "--synack_rate")        \
+  X(drop_held_oversize, "client segments while the backend handshake ran, "    \
+                        "longer than a held slot (--mtu): not held, the "      \
+                        "client retransmits")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
