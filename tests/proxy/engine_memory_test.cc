@@ -92,7 +92,7 @@ TEST(EngineMemoryTest, EveryTableComesFromTheHookAndMatchesThePlan) {
       EXPECT_TRUE(counting.aligned);
       EXPECT_TRUE(counting.sizes_rounded);
       EXPECT_GT(plan[MemoryUse::kFlowTable], uint64_t{config.flow_capacity} * sizeof(Flow));
-      EXPECT_GE(plan[MemoryUse::kHeldPool], uint64_t{config.held_slots} * kMaxFrame);
+      EXPECT_GE(plan[MemoryUse::kHeldPool], uint64_t{config.held_slots} * FrameRoom(config.mtu));
       EXPECT_EQ(plan[MemoryUse::kSynCache] != 0, config.syn_cache_entries != 0);
       EXPECT_EQ(plan[MemoryUse::kSynCacheTimers] != 0, config.syn_cache_entries != 0);
       EXPECT_EQ(Engine::SynCacheBytes(config),
