@@ -37,16 +37,15 @@ uint16_t Engine::NarrowToBackend(const net::PacketView& v, uint64_t now_ns, SynA
     a->ecn = false;
     narrowed = true;
   }
-  // Clients size their segments by the MSS moat advertises; the backend's
-  // smaller one (a tunnel, an advmss route) is what the path carries.
-  const uint16_t ours = v.ipv6() ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
-  uint16_t cap = 0;
-  if (b->mss != 0 && b->mss < ours) {
-    cap = b->mss;
-    narrowed = true;
-  }
-  if (narrowed) stats_.Inc(Counter::k_synack_narrowed);
+  const uint16_t cap = MssCap(b, v.ipv6());
+  if (narrowed || cap != 0) stats_.Inc(Counter::k_synack_narrowed);
   return cap;
+}
+
+// Clients size their segments by the MSS moat advertises; the backend's
+// smaller one (a tunnel, an advmss route) is what the path carries.
+uint16_t Engine::MssCap(const BackendInfo* b, bool ipv6) const {
+  return b != nullptr && b->mss != 0 && b->mss < AdvertisedMss(ipv6) ? b->mss : 0;
 }
 
 void Engine::LearnBackend(const Flow* f, const net::PacketView& v, uint64_t now_ns) {

@@ -356,7 +356,7 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     stats_.Inc(Counter::k_backend_ecn_refused);
   }
   LearnBackend(f, v, now_ns);
-  if (opts.has_mss && opts.mss < (v.ipv6() ? config_.mss - 20 : config_.mss)) {
+  if (opts.has_mss && opts.mss < AdvertisedMss(v.ipv6())) {
     // Clients size segments by the MSS moat advertised; a backend that
     // takes less is misconfigured relative to --mss.
     stats_.Inc(Counter::k_backend_mss_smaller);

@@ -199,7 +199,7 @@ inline void Engine::WriteSynAck(const SynAsk& a, const SynAnswer& r, bool ipv6,
                          const uint8_t* client_addr, uint32_t client_isn, uint32_t isn,
                          uint64_t now_ns, uint8_t* options, net::TcpReplySpec* s) {
   net::TcpOptionWriter w(options, 40);
-  const uint16_t mss = ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
+  const uint16_t mss = AdvertisedMss(ipv6);
   w.Mss(r.mss_cap != 0 && r.mss_cap < mss ? r.mss_cap : mss);
   // Linux's layout, which middleboxes know: MSS, SACK-perm+TS, NOP+WS.
   if (a.ts) {

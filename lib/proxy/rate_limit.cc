@@ -72,17 +72,24 @@ void SynRateLimiter::Configure(uint32_t rate, uint8_t prefix_v4, uint8_t prefix_
 // (a denied prefix is never answered, even if also allowed), then allow
 // (never limited), then the rate. Dropping silently is the point: any reply
 // would go to the spoofed source.
+Engine::SynAckGate Engine::GateSynAck(uint8_t len, const uint8_t* src, uint64_t now_ns) {
+  if (!config_.deny.empty() && config_.deny.MatchesAddress(len, src)) return SynAckGate::kDenied;
+  if (!limiter_->enabled()) return SynAckGate::kSend;
+  if (!config_.allow.empty() && config_.allow.MatchesAddress(len, src)) return SynAckGate::kSend;
+  return limiter_->Admit(len, src, now_ns) ? SynAckGate::kSend : SynAckGate::kOverRate;
+}
+
 bool Engine::AdmitSyn(const net::PacketView& v, uint64_t now_ns) {
-  const uint8_t len = v.addr_len();
-  const uint8_t* src = v.src_addr();
-  if (!config_.deny.empty() && config_.deny.MatchesAddress(len, src)) {
-    stats_.Inc(Counter::k_drop_denied);
-    return false;
+  switch (GateSynAck(v.addr_len(), v.src_addr(), now_ns)) {
+    case SynAckGate::kSend:
+      return true;
+    case SynAckGate::kDenied:
+      stats_.Inc(Counter::k_drop_denied);
+      return false;
+    case SynAckGate::kOverRate:
+      stats_.Inc(Counter::k_drop_synack_rate);
+      return false;
   }
-  if (!limiter_->enabled()) return true;
-  if (!config_.allow.empty() && config_.allow.MatchesAddress(len, src)) return true;
-  if (limiter_->Admit(len, src, now_ns)) return true;
-  stats_.Inc(Counter::k_drop_synack_rate);
   return false;
 }
 

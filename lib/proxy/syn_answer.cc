@@ -164,12 +164,8 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
   // the first: it takes a token of --synack_rate like any SYN-ACK, or the
   // cache would multiply what the limit lets through by 1 + kMaxRetries;
   // and a prefix denied since (a reload) gets nothing more.
-  const uint8_t len = e.v6() ? 16 : 4;
-  const bool denied = !config_.deny.empty() && config_.deny.MatchesAddress(len, e.client_addr);
-  if (denied ||
-      (limiter_->enabled() &&
-       (config_.allow.empty() || !config_.allow.MatchesAddress(len, e.client_addr)) &&
-       !limiter_->Admit(len, e.client_addr, now_ns))) {
+  const uint8_t addr_len = e.v6() ? 16 : 4;
+  if (GateSynAck(addr_len, e.client_addr, now_ns) != SynAckGate::kSend) {
     stats_.Inc(Counter::k_synack_retransmit_limited);
     return;
   }
@@ -185,13 +181,10 @@ void Engine::OnSynCacheTimer(uint32_t id, uint64_t now_ns, Output* out) {
     a.tfo = (e.ws_retries & kSceFastOpenExp) ? SynAsk::kTfoExp : SynAsk::kTfoStd;
   }
   SynAnswer r = Answer(a, /*exact=*/true);
-  const uint8_t addr_len = e.v6() ? 16 : 4;
   // The entry kept the options already narrowed to the backend
   // (NarrowToBackend); the MSS it advertised is looked up again.
   if (config_.learn_backends) {
-    const BackendInfo* b = backends_.Find(addr_len, e.server_addr, e.server_port, now_ns);
-    const uint16_t ours = e.v6() ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
-    if (b != nullptr && b->mss != 0 && b->mss < ours) r.mss_cap = b->mss;
+    r.mss_cap = MssCap(backends_.Find(addr_len, e.server_addr, e.server_port, now_ns), e.v6());
   }
   const cookie::CookieTuple tuple{addr_len, e.client_addr, e.server_addr, e.client_port,
                                   e.server_port};

@@ -265,6 +265,10 @@ class Engine {
 
   // rate_limit.cc: deny list, allow list and rate limit for a client SYN.
   bool AdmitSyn(const net::PacketView& v, uint64_t now_ns);
+  // Whether moat may send a SYN-ACK towards `src` now (a first one or a
+  // SYN-cache retransmission): --deny, then --allow, then --synack_rate.
+  enum class SynAckGate : uint8_t { kSend, kDenied, kOverRate };
+  SynAckGate GateSynAck(uint8_t len, const uint8_t* src, uint64_t now_ns);
 
 
   // handshake.cc
@@ -288,6 +292,12 @@ class Engine {
   // only those.
   uint16_t NarrowToBackend(const net::PacketView& syn, uint64_t now_ns, SynAsk* ask);
   void LearnBackend(const Flow* f, const net::PacketView& synack, uint64_t now_ns);
+  // The backend's MSS where it is below AdvertisedMss, else 0.
+  uint16_t MssCap(const BackendInfo* b, bool ipv6) const;
+  // What --mss means for a family: IPv6's header is 20 bytes longer.
+  uint16_t AdvertisedMss(bool ipv6) const {
+    return ipv6 ? static_cast<uint16_t>(config_.mss - 20) : config_.mss;
+  }
   SynAsk AskFromSyn(const net::PacketView& v) const;
   SynAnswer Answer(const SynAsk& ask, bool exact) const;
   void WriteSynAck(const SynAsk& ask, const SynAnswer& ans, bool ipv6, const uint8_t* client_addr,
