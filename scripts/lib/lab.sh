@@ -363,6 +363,27 @@ lab_wait_listen() {
   lab_wait_for 10 "a $2 listener on port $3 in the $1 namespace" lab_listening "$@"
 }
 
+# lab_sha256_sink PORT [SECS]: a one-connection TCP server on
+# $LAB_SERVER4:PORT in the server namespace that answers the sha256 of
+# everything it received once the client shuts down its sending side (an
+# upload checked end to end). Runs in the background, bounded by SECS
+# (default 120); returns once it listens.
+lab_sha256_sink() {
+  local port=$1 secs=${2:-120}
+  lab_s timeout "$secs" /usr/bin/python3 -c '
+import hashlib, socket, sys
+addr, port, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((addr, port)); s.listen(1); s.settimeout(wait)
+c, _ = s.accept(); c.settimeout(wait); h = hashlib.sha256()
+while True:
+    d = c.recv(1 << 16)
+    if not d: break
+    h.update(d)
+c.sendall(h.hexdigest().encode()); c.close()' "$LAB_SERVER4" "$port" $((secs * 5 / 6)) &
+  lab_wait_listen s tcp "$port"
+}
+
 # lab_nginx: nginx in the server namespace on :80 (v4 and v6), serving
 # $LAB_DIR/www, logging the client address of every request.
 lab_nginx() {

@@ -57,17 +57,7 @@ done < <(grep -o "mss [0-9]*" "$LAB_DIR/synack.log" | awk '{print $2}')
 
 # 3. Uploads too: the client's segments fit the backend's MSS.
 dd if=/dev/urandom of="$LAB_DIR/up" bs=1M count=8 status=none
-lab_s timeout 60 /usr/bin/python3 -c '
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("'"$LAB_SERVER4"'", 81)); s.listen(1); s.settimeout(50)
-c, _ = s.accept(); c.settimeout(50); h = hashlib.sha256()
-while True:
-    d = c.recv(1 << 16)
-    if not d: break
-    h.update(d)
-c.sendall(h.hexdigest().encode()); c.close()' &
-lab_wait_listen s tcp 81
+lab_sha256_sink 81 60
 up=$(lab_c timeout 60 /usr/bin/python3 -c '
 import socket
 c = socket.create_connection(("'"$LAB_SERVER4"'", 81), timeout=50)

@@ -41,17 +41,7 @@ got=$(lab_c curl -s -m 120 "http://$LAB_SERVER4/big" | sha256sum | cut -d' ' -f1
 [ "$want" = "$got" ] || lab_fail "64 MiB download: sha256 mismatch"
 echo "64 MiB download: sha256 ok"
 
-lab_s timeout 120 /usr/bin/python3 -c '
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("'"$LAB_SERVER4"'", 81)); s.listen(1); s.settimeout(100)
-c, _ = s.accept(); c.settimeout(100); h = hashlib.sha256()
-while True:
-    d = c.recv(1 << 16)
-    if not d: break
-    h.update(d)
-c.sendall(h.hexdigest().encode()); c.close()' &
-lab_wait_listen s tcp 81
+lab_sha256_sink 81 120
 up=$(lab_c timeout 120 /usr/bin/python3 -c '
 import socket
 c = socket.create_connection(("'"$LAB_SERVER4"'", 81), timeout=100)
