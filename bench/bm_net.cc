@@ -171,7 +171,9 @@ void BM_Net_ChecksumIncremental_SeqAckWin(benchmark::State& state) {
 BENCHMARK(BM_Net_ChecksumIncremental_SeqAckWin);
 
 // A whole SYN-ACK-sized frame written from a spec, checksums included.
-void BM_Net_BuildTcpFrame_SynAckV4(benchmark::State& state) {
+// _Offload: checksums left to the NIC (Checksums::kOffload, the
+// pseudo-header sum only).
+void BM_BuildSynAck(benchmark::State& state, Checksums checksums) {
   uint8_t opts[40];
   TcpOptionWriter w(opts, 40);
   w.Mss(1460);
@@ -197,13 +199,18 @@ void BM_Net_BuildTcpFrame_SynAckV4(benchmark::State& state) {
       s.window = 65535;
       s.options = opts;
       s.options_len = olen;
-      size_t n = BuildTcpFrame(out[i], kCap, s);
+      size_t n = BuildTcpFrame(out[i], kCap, s, checksums);
       benchmark::DoNotOptimize(n);
     }
   }
   meter.Report(state, state.iterations() * kBurst);
 }
+void BM_Net_BuildTcpFrame_SynAckV4(benchmark::State& s) { BM_BuildSynAck(s, Checksums::kFull); }
+void BM_Net_BuildTcpFrame_SynAckV4_Offload(benchmark::State& s) {
+  BM_BuildSynAck(s, Checksums::kOffload);
+}
 BENCHMARK(BM_Net_BuildTcpFrame_SynAckV4);
+BENCHMARK(BM_Net_BuildTcpFrame_SynAckV4_Offload);
 
 }  // namespace
 }  // namespace moat::net

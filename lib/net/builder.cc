@@ -17,9 +17,17 @@ inline uint32_t SumWords(const uint8_t* p, size_t n) {
   return sum;
 }
 
+// The TCP pseudo-header (RFC 9293 §3.1) summed and folded but not
+// complemented: what a NIC doing TX checksum offload starts from.
+inline uint16_t PseudoHeaderSum(uint32_t addr_sum, size_t tcp_len) {
+  return static_cast<uint16_t>(
+      ~ChecksumFinish(addr_sum + kIpProtoTcp + static_cast<uint32_t>(tcp_len)));
+}
+
 }  // namespace
 
-size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
+size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s, Checksums checksums) {
+  const bool full = checksums == Checksums::kFull;
   if (s.options_len % 4 != 0 || s.options_len > 40 || s.vlan_count > 2) return 0;
   const size_t l2 = kEthernetHeaderLen + kVlanTagLen * s.vlan_count;
   const size_t l3 = s.ipv6 ? kIpv6HeaderLen : kIpv4HeaderLen;
@@ -36,7 +44,7 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   const uint32_t addr_sum = SumWords(src, alen) + SumWords(dst, alen);
   // Options without payload are summed here, from the source, before the
   // copies below may overwrite it (it may alias the output).
-  const uint32_t options_sum = s.payload_len ? 0 : SumWords(s.options, s.options_len);
+  const uint32_t options_sum = s.payload_len != 0 || !full ? 0 : SumWords(s.options, s.options_len);
   uint8_t* tcp = buf + l2 + l3;
   if (s.payload_len) std::memmove(tcp + kTcpHeaderLen + s.options_len, s.payload, s.payload_len);
   if (s.options_len) std::memmove(tcp + kTcpHeaderLen, s.options, s.options_len);
@@ -73,7 +81,7 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
     const uint32_t sum = (0x4500u | s.tos_tclass) + static_cast<uint32_t>(l3 + tcp_len) +
                          s.ip_id + 0x4000u + ((static_cast<uint32_t>(s.ttl) << 8) | kIpProtoTcp) +
                          addr_sum;
-    StoreBe16(ip + 10, ChecksumFinish(sum));
+    StoreBe16(ip + 10, full ? ChecksumFinish(sum) : 0);
   }
   StoreBe16(tcp, s.src_port);
   StoreBe16(tcp + 2, s.dst_port);
@@ -83,6 +91,11 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   tcp[13] = s.flags;
   StoreBe16(tcp + 14, s.window);
   StoreBe16(tcp + 18, 0);  // urgent pointer
+  if (!full) {
+    // The NIC sums the segment itself, starting from the pseudo-header sum.
+    StoreBe16(tcp + 16, PseudoHeaderSum(addr_sum, tcp_len));
+    return total;
+  }
   // RFC 9293 §3.1: pseudo-header, header fields (from the values, as for
   // IPv4 above), then options and payload as copied into place.
   const uint8_t off_byte = static_cast<uint8_t>(((kTcpHeaderLen + s.options_len) / 4) << 4);
@@ -98,7 +111,8 @@ size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& s) {
   return total;
 }
 
-size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r) {
+size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r, Checksums checksums) {
+  const bool full = checksums == Checksums::kFull;
   if (r.options_len % 4 != 0 || r.options_len > 40 || !v.is_tcp) return 0;
   const bool ipv6 = v.ipv6();
   const size_t l3 = ipv6 ? kIpv6HeaderLen : kIpv4HeaderLen;
@@ -139,7 +153,7 @@ size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r) {
     StoreBe32(ip + 8, (64u << 24) | (static_cast<uint32_t>(kIpProtoTcp) << 16));
     // From the values, as BuildTcpFrame does.
     const uint32_t sum = 0x4500u + ip_total + 0x4000u + ((64u << 8) | kIpProtoTcp) + addr_sum;
-    StoreBe16(ip + 10, ChecksumFinish(sum));
+    StoreBe16(ip + 10, full ? ChecksumFinish(sum) : 0);
   }
   uint8_t* tcp = f + v.l4_offset;
   const uint16_t src_port = LoadBe16(tcp + 2);  // the reply's
@@ -154,6 +168,10 @@ size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r) {
   StoreBe16(tcp + 14, r.window);
   StoreBe16(tcp + 18, 0);
   if (r.options_len) std::memcpy(tcp + kTcpHeaderLen, r.options, r.options_len);
+  if (!full) {
+    StoreBe16(tcp + 16, PseudoHeaderSum(addr_sum, tcp_len));
+    return total;
+  }
   const uint32_t sum = addr_sum + kIpProtoTcp + static_cast<uint32_t>(tcp_len) + src_port +
                        dst_port + (r.seq >> 16) + (r.seq & 0xffff) + (r.ack >> 16) +
                        (r.ack & 0xffff) + ((static_cast<uint32_t>(off_byte) << 8) | r.flags) +

@@ -13,6 +13,16 @@ struct MacAddr {
   uint8_t b[6] = {};
 };
 
+// Who completes a built frame's checksums.
+enum class Checksums : uint8_t {
+  kFull,  // moat: every checksum is filled
+  // The NIC (TX checksum offload): the IPv4 header checksum is left 0 and
+  // the TCP checksum field holds the pseudo-header sum (addresses, protocol,
+  // TCP length; folded, not complemented), as DPDK's TX_IP_CKSUM and
+  // TX_TCP_CKSUM expect. The header and option words are not summed.
+  kOffload,
+};
+
 struct TcpFrameSpec {
   MacAddr src_mac, dst_mac;
   uint8_t vlan_count = 0;
@@ -39,7 +49,8 @@ struct TcpFrameSpec {
 // (moat's segments are sized by MSS, RFC 1191). All checksums are filled.
 // `buf` may alias spec.payload/options only if they lie after the headers'
 // end in the output; addresses are read before anything is written.
-size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& spec);
+size_t BuildTcpFrame(uint8_t* buf, size_t cap, const TcpFrameSpec& spec,
+                     Checksums checksums = Checksums::kFull);
 
 // The TCP fields of a reply built by BuildReplyInPlace.
 struct TcpReplySpec {
@@ -62,6 +73,7 @@ struct TcpReplySpec {
 // `v` carries IPv4 options or IPv6 extension headers (the reply has
 // neither), the options are invalid, or `cap` is too small. `v` describes
 // the old frame afterwards; parse again to use it.
-size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r);
+size_t BuildReplyInPlace(PacketView& v, size_t cap, const TcpReplySpec& r,
+                         Checksums checksums = Checksums::kFull);
 
 }  // namespace moat::net
