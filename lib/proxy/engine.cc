@@ -141,16 +141,17 @@ void Engine::Classify(Side in, uint8_t* frame, uint16_t len, Parsed* p) {
   if (syn_cache_ != nullptr && in == Side::kClient) syn_cache_->Prefetch(p->hash);
 }
 
-Verdict Engine::Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity,
-                        uint64_t now_ns, Output* out) {
+Verdict Engine::Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity, uint64_t now_ns,
+                        Output* out, FrameMeta* meta) {
   Parsed p;
   Classify(in, frame, *len, &p);
-  return Handle(in, &p, Frame{len, capacity}, now_ns, out);
+  if (meta != nullptr) meta->tx = TxChecksum{};
+  return Handle(in, &p, Frame{len, capacity, meta}, now_ns, out);
 }
 
-uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens,
-                              uint16_t capacity, uint16_t n, uint64_t now_ns, Verdict* verdicts,
-                              Output* out) {
+uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens, uint16_t capacity,
+                              uint16_t n, uint64_t now_ns, Verdict* verdicts, Output* out,
+                              FrameMeta* meta) {
   Parsed parsed[kBurst];
   uint16_t done = 0;
   while (done < n) {
@@ -166,8 +167,9 @@ uint16_t Engine::ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens,
     // Stage 2: the state machine, in arrival order.
     for (uint16_t j = 0; j < chunk; ++j) {
       if (out->room() < kMaxEmittedPerPacket) return static_cast<uint16_t>(done + j);
-      verdicts[done + j] =
-          Handle(in, &parsed[j], Frame{&lens[done + j], capacity}, now_ns, out);
+      FrameMeta* m = meta != nullptr ? &meta[done + j] : nullptr;
+      if (m != nullptr) m->tx = TxChecksum{};
+      verdicts[done + j] = Handle(in, &parsed[j], Frame{&lens[done + j], capacity, m}, now_ns, out);
     }
     done = static_cast<uint16_t>(done + chunk);
   }
@@ -221,9 +223,7 @@ Verdict Engine::Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output*
   // segment withdraws the RST.
   const bool spliced_data = f != nullptr && f->state == FlowState::kEstablished &&
                             (p->kind == SegmentKind::kAck || p->kind == SegmentKind::kNoAck);
-  if (config_.verify_checksums && !spliced_data &&
-      ((v.l3 == net::L3::kIpv4 && !net::VerifyIpv4HeaderChecksum(v)) ||
-       !net::VerifyTcpChecksum(v))) {
+  if (config_.verify_checksums && !spliced_data && !ChecksumsOk(v, frame.meta)) {
     stats_.Inc(Counter::k_drop_bad_checksum);
     return Verdict::kDrop;
   }
@@ -238,6 +238,26 @@ Verdict Engine::Handle(Side in, Parsed* p, Frame frame, uint64_t now_ns, Output*
   }
   if (f->passthrough()) return Passthrough(f, in, p, frame, now_ns, out);
   return Spliced(f, in, p, frame, now_ns, out);
+}
+
+// The NIC's verdict counts per checksum: GOOD is taken as a software sum
+// that came out right, BAD as one that came out wrong, so the drops and
+// their counter are the same with and without RX offload. UNKNOWN (and
+// DPDK's NONE, mapped to it by the dataplane: the data's checksum was never
+// filled in, which moat's incremental rewrites could not keep right
+// anyway) is summed here. An IPv6 header has no checksum: only rx_l4
+// counts. A NIC that could not parse the frame (stacked VLANs, IPv6
+// extension headers, IPv4 options on some) says UNKNOWN, so those are
+// summed here too.
+bool Engine::ChecksumsOk(const PacketView& v, const FrameMeta* meta) const {
+  const HwChecksum ip = meta != nullptr ? meta->rx_ip : HwChecksum::kUnknown;
+  const HwChecksum l4 = meta != nullptr ? meta->rx_l4 : HwChecksum::kUnknown;
+  if (v.l3 == net::L3::kIpv4 && ip != HwChecksum::kGood &&
+      (ip == HwChecksum::kBad || !net::VerifyIpv4HeaderChecksum(v))) {
+    return false;
+  }
+  if (l4 == HwChecksum::kGood) return true;
+  return l4 != HwChecksum::kBad && net::VerifyTcpChecksum(v);
 }
 
 // For a frame that did not parse: could it reach (or come from) a protected
@@ -350,9 +370,13 @@ bool Engine::Emit(Output* out, Side to, const net::TcpFrameSpec& s) {
     stats_.Inc(Counter::k_output_overflow);
     return false;
   }
-  const size_t n = net::BuildTcpFrame(buf, kMaxFrame, s);
+  // Header-only frames built from values: with offload the header and
+  // option words are not summed (bench/README.md has what that saves).
+  const bool offload = config_.tx_checksum_offload[static_cast<int>(to)];
+  const size_t n = net::BuildTcpFrame(buf, kMaxFrame, s,
+                                      offload ? net::Checksums::kOffload : net::Checksums::kFull);
   if (n == 0) return false;
-  out->Commit(to, n);
+  out->Commit(to, n, offload ? internal::TxFor(s) : TxChecksum{});
   return true;
 }
 

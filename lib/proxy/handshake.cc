@@ -79,8 +79,19 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   WriteSynAck(ask, ans, v.ipv6(), v.src_addr(), client_isn, isn, now_ns, options, &r);
   // In place: the SYN's buffer becomes the SYN-ACK, no copy, no mbuf
   // allocation on the flood path, and the headers already there stay.
-  size_t n = net::BuildReplyInPlace(v, frame.capacity, r);
+  // With TX offload towards the client (and a dataplane that takes the
+  // FrameMeta back) the NIC completes its checksums.
+  const bool offload =
+      frame.meta != nullptr && config_.tx_checksum_offload[static_cast<int>(Side::kClient)];
+  const uint8_t l2_len = static_cast<uint8_t>(v.l3_offset);
+  const bool ipv6 = v.ipv6();
+  size_t n = net::BuildReplyInPlace(v, frame.capacity, r,
+                                    offload ? net::Checksums::kOffload : net::Checksums::kFull);
   if (n != 0) {
+    if (offload) {
+      frame.meta->tx = TxChecksum{
+          l2_len, static_cast<uint8_t>(ipv6 ? net::kIpv6HeaderLen : net::kIpv4HeaderLen), ipv6};
+    }
     *frame.len = static_cast<uint16_t>(n);
     stats_.Inc(Counter::k_synack_sent);
     return Verdict::kReflect;

@@ -143,6 +143,15 @@ inline void FillReplyTo(const net::PacketView& v, net::TcpFrameSpec* s) {
   s->dst_port = v.src_port();
 }
 
+// Where the NIC finds the headers of a frame built from `s` with
+// net::Checksums::kOffload (BuildTcpFrame never writes IP options or
+// extension headers).
+inline TxChecksum TxFor(const net::TcpFrameSpec& s) {
+  return TxChecksum{static_cast<uint8_t>(net::kEthernetHeaderLen + net::kVlanTagLen * s.vlan_count),
+                    static_cast<uint8_t>(s.ipv6 ? net::kIpv6HeaderLen : net::kIpv4HeaderLen),
+                    s.ipv6};
+}
+
 }  // namespace moat::proxy::internal
 
 namespace moat::proxy {

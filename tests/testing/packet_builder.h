@@ -51,6 +51,7 @@
 
 #include "moat/net/builder.h"
 #include "moat/net/bytes.h"
+#include "moat/net/checksum.h"
 #include "moat/net/packet.h"
 #include "moat/net/tcp_options.h"
 
@@ -88,6 +89,20 @@ inline bool Refresh(uint8_t* frame, size_t len) {
   return true;
 }
 inline bool Refresh(std::vector<uint8_t>& f) { return Refresh(f.data(), f.size()); }
+
+// What a NIC does to a frame sent with TX checksum offload (DPDK's
+// TX_IP_CKSUM and TX_TCP_CKSUM): the IPv4 header checksum over `l3_len`
+// bytes, its field 0 before; the TCP checksum over the segment from
+// l2_len + l3_len to the frame's end, whose field holds the pseudo-header
+// sum before. A frame left with complete checksums comes out wrong.
+inline void CompleteChecksumsAsNic(uint8_t* frame, size_t len, size_t l2_len, size_t l3_len,
+                                   bool ipv4) {
+  uint8_t* ip = frame + l2_len;
+  if (ipv4) net::StoreBe16(ip + 10, net::ChecksumFinish(net::ChecksumAccumulate(ip, l3_len)));
+  uint8_t* tcp = ip + l3_len;
+  const size_t tcp_len = len - l2_len - l3_len;
+  net::StoreBe16(tcp + 16, net::ChecksumFinish(net::ChecksumAccumulate(tcp, tcp_len)));
+}
 inline bool Refresh(Frame& f) { return Refresh(f.buf, f.len); }
 
 class TcpPacket {

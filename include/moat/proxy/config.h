@@ -199,9 +199,17 @@ struct EngineConfig {
   // Verify the IPv4 header and TCP checksums of protected segments that
   // can create, answer or end state: no established flow yet, or SYN, FIN,
   // RST. Spliced data is only rewritten incrementally (RFC 1624), which
-  // keeps a bad checksum bad for its receiver. A dataplane whose NIC
-  // validated checksums on RX may turn it off.
+  // keeps a bad checksum bad for its receiver. Where the NIC checked a
+  // frame (FrameMeta::rx_*, RX checksum offload) its verdict replaces the
+  // software sum: GOOD skips it, BAD drops as a failed sum does. Off, no
+  // checksum is judged at all, whatever the NIC said.
   bool verify_checksums = true;
+
+  // Per Side: the port frames towards that side leave by completes IPv4
+  // header and TCP checksums (TX checksum offload), so the frames moat
+  // builds carry only the pseudo-header sum (frame_meta.h). Not a flag:
+  // the dataplane sets it from the port's capabilities at start-up.
+  bool tx_checksum_offload[2] = {false, false};
 };
 
 // Checks every value's range; the message names the flag and the range.

@@ -46,7 +46,14 @@
 // - Checksums are verified where a segment can create, answer or end
 //   state (any segment of a flow that is not established, and every SYN,
 //   FIN and RST); spliced data is rewritten incrementally without a full
-//   verify (a bad checksum stays bad for the endpoint).
+//   verify (a bad checksum stays bad for the endpoint). The NIC's RX
+//   verdict (FrameMeta, frame_meta.h) stands in for the software sum, per
+//   checksum: GOOD skips it, BAD drops (drop_bad_checksum), UNKNOWN (no
+//   offload, or a frame the NIC could not parse) is summed in software.
+//   With TX offload on a side (EngineConfig::tx_checksum_offload) the
+//   frames moat builds towards it (SYN-ACKs, backend SYN and ACK, RSTs,
+//   probes) carry only the pseudo-header sum and say so (Emitted::tx,
+//   FrameMeta::tx); rewritten frames keep their RFC 1624 updates.
 // - ICMP errors from the client side quoting a segment of a spliced flow
 //   reach the backend with the quoted seq in its own space (PMTU
 //   discovery), when they reach the flow's worker: RSS places them by
@@ -85,6 +92,7 @@
 #include "moat/proxy/backend_table.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/flow_state.h"
+#include "moat/proxy/frame_meta.h"
 #include "moat/proxy/held_pool.h"
 #include "moat/proxy/rate_limit.h"
 #include "moat/proxy/stats.h"
@@ -127,6 +135,7 @@ struct Emitted {
   Side out;
   uint16_t len;
   const uint8_t* data;
+  TxChecksum tx;  // checksums left to the NIC, if any
 };
 
 // Frames the engine wants sent, in scratch space owned by the caller (one
@@ -143,14 +152,15 @@ class Output {
   void Clear() { n_ = 0; }
   size_t size() const { return n_; }
   size_t room() const { return kMaxEmitted - n_; }
-  Emitted operator[](size_t i) const { return Emitted{side_[i], len_[i], buf_[i]}; }
+  Emitted operator[](size_t i) const { return Emitted{side_[i], len_[i], buf_[i], tx_[i]}; }
 
   // Engine side: a kMaxFrame buffer for the next frame (nullptr when full),
   // then Commit() its length.
   uint8_t* Next() { return n_ < kMaxEmitted ? buf_[n_] : nullptr; }
-  void Commit(Side out, size_t len) {
+  void Commit(Side out, size_t len, TxChecksum tx = {}) {
     side_[n_] = out;
     len_[n_] = static_cast<uint16_t>(len);
+    tx_[n_] = tx;
     ++n_;
   }
 
@@ -158,6 +168,7 @@ class Output {
   alignas(64) uint8_t buf_[kMaxEmitted][kMaxFrame];
   Side side_[kMaxEmitted] = {};
   uint16_t len_[kMaxEmitted] = {};
+  TxChecksum tx_[kMaxEmitted] = {};
   size_t n_ = 0;
 };
 
@@ -173,17 +184,22 @@ class Engine {
 
   // `frame` holds `*len` bytes and may be rewritten in place, up to
   // `capacity` bytes (`*len` is updated). New frames go to *out, which must
-  // have room for kMaxEmittedPerPacket frames.
+  // have room for kMaxEmittedPerPacket frames. `meta`, when given, carries
+  // the NIC's RX checksum verdict in and, for a frame sent on in place,
+  // the checksums left to the NIC out (frame_meta.h); without it every
+  // checksum is summed in software.
   Verdict Process(Side in, uint8_t* frame, uint16_t* len, uint16_t capacity, uint64_t now_ns,
-                  Output* out);
+                  Output* out, FrameMeta* meta = nullptr);
 
   // l3fwd-style burst: parses every frame, hashes the flow keys and
   // prefetches their table buckets, then processes them in order while
   // *out has room for a worst-case packet. Returns how many were processed
   // (verdicts[0..ret) are set); the caller drains *out and calls again with
   // the rest. Same results as calling Process() on each frame in turn.
+  // `meta` (nullptr, or one per frame) as for Process().
   uint16_t ProcessBurst(Side in, uint8_t* const* frames, uint16_t* lens, uint16_t capacity,
-                        uint16_t n, uint64_t now_ns, Verdict* verdicts, Output* out);
+                        uint16_t n, uint64_t now_ns, Verdict* verdicts, Output* out,
+                        FrameMeta* meta = nullptr);
 
   // Timers: backend SYN retransmission and give-up, TIME_WAIT, idle expiry.
   // Bounded by the room in *out; returns true when it stopped early (drain
@@ -248,6 +264,7 @@ class Engine {
   struct Frame {
     uint16_t* len;
     uint16_t capacity;
+    FrameMeta* meta;  // nullptr: no NIC verdict in, no offload out
   };
 
   Engine(const EngineConfig& config, uint64_t now_ns);
@@ -356,6 +373,9 @@ class Engine {
   // Frames moat generates for a flow.
   void FillFromFlow(const Flow* f, Side to, net::TcpFrameSpec* s) const;
   bool Emit(Output* out, Side to, const net::TcpFrameSpec& s);
+  // Whether a segment's IPv4 header and TCP checksums are right: the NIC's
+  // verdict where it gave one (meta), else summed here.
+  bool ChecksumsOk(const net::PacketView& v, const FrameMeta* meta) const;
 
   EngineConfig config_;
   cookie::KeySchedule keys_;
