@@ -206,6 +206,14 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
   const uint64_t wall = ClockNs(CLOCK_REALTIME);
   proxy::EngineConfig shared = engine;
   shared.mtu = config.mtu;
+  // Checksum offloads as the ports came up (StartPort): the engine builds
+  // frames for a TX-offload port with only the pseudo-header sum, and the
+  // workers hand it the RX verdicts of ports that give them.
+  WorkerConfig wc_ports = wc;
+  for (int i = 0; i < 2; ++i) {
+    shared.tx_checksum_offload[i] = dp->ports_[i].tx_cksum_offload;
+    wc_ports.rx_checksum[i] = dp->ports_[i].rx_ip_cksum || dp->ports_[i].rx_tcp_cksum;
+  }
   shared.synack_rate = PerWorkerSynAckRate(engine.synack_rate, queues);
   for (uint16_t q = 0; q < queues; ++q) {
     proxy::EngineConfig ec = shared;
@@ -216,7 +224,7 @@ absl::StatusOr<std::unique_ptr<Dataplane>> Dataplane::Create(const DataplaneConf
     auto e = proxy::Engine::Create(ec, now);
     if (!e.ok()) return e.status();
     (*e)->SyncWallClock(now, wall);
-    auto w = Worker::Create(q, q, port_ids, queue_pools[q], wc, *std::move(e));
+    auto w = Worker::Create(q, q, port_ids, queue_pools[q], wc_ports, *std::move(e));
     if (!w.ok()) return w.status();
     dp->workers_.push_back(*std::move(w));
   }

@@ -12,8 +12,58 @@ namespace moat::dataplane {
 using proxy::Side;
 using proxy::Verdict;
 
+namespace {
+
+// DPDK 22.11 rte_mbuf_core.h: each verdict is two bits, UNKNOWN (neither),
+// BAD, GOOD, NONE (both: the data's checksum is not filled in, its
+// integrity checked otherwise, e.g. virtio from a local guest). NONE is
+// UNKNOWN to moat: the engine then sums it and, since moat rewrites
+// checksums incrementally, a checksum that is not in the data could not
+// be kept right anyway.
+inline proxy::HwChecksum IpVerdict(uint64_t flags) {
+  switch (flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+    case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
+      return proxy::HwChecksum::kGood;
+    case RTE_MBUF_F_RX_IP_CKSUM_BAD:
+      return proxy::HwChecksum::kBad;
+    default:
+      return proxy::HwChecksum::kUnknown;
+  }
+}
+
+inline proxy::HwChecksum L4Verdict(uint64_t flags) {
+  switch (flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) {
+    case RTE_MBUF_F_RX_L4_CKSUM_GOOD:
+      return proxy::HwChecksum::kGood;
+    case RTE_MBUF_F_RX_L4_CKSUM_BAD:
+      return proxy::HwChecksum::kBad;
+    default:
+      return proxy::HwChecksum::kUnknown;
+  }
+}
+
+// An mbuf about to be sent: only the flags that describe the buffer itself
+// survive (an attached external buffer, an indirect mbuf); RX verdicts,
+// RSS and VLAN flags must not reach the TX path.
+constexpr uint64_t kBufferFlags = RTE_MBUF_F_EXTERNAL | RTE_MBUF_F_INDIRECT;
+
+// What a NIC needs to complete the checksums of a frame the engine left
+// them to: the header lengths and which sums to fill. The TCP checksum
+// field already holds the pseudo-header sum, which is also what
+// rte_eth_tx_prepare would write for the NICs that need it, so moat does
+// not call it.
+inline void SetTxOffload(rte_mbuf* m, const proxy::TxChecksum& tx) {
+  m->l2_len = tx.l2_len;
+  m->l3_len = tx.l3_len;
+  m->ol_flags |= tx.ipv6 ? (RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM)
+                         : (RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM);
+}
+
+}  // namespace
+
 FramePath::FramePath(const Config& config, DataplaneStats* stats, StageTimer* timer)
     : queue_(config.queue),
+      rx_checksum_{config.rx_checksum[0], config.rx_checksum[1]},
       burst_(std::clamp<uint16_t>(config.burst, 1, kMaxBurst)),
       drain_tsc_(config.drain_tsc),
       pool_(config.pool),
@@ -31,6 +81,12 @@ FramePath::~FramePath() {
 
 uint16_t FramePath::Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
                            uint16_t* capacity) {
+  return Gather(Side::kClient, pkts, n, frames, lens, capacity, nullptr);
+}
+
+uint16_t FramePath::Gather(Side in, rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
+                           uint16_t* capacity, proxy::FrameMeta* meta) {
+  const bool verdicts = meta != nullptr && rx_checksum_[static_cast<int>(in)];
   uint16_t k = 0;
   uint16_t room = UINT16_MAX;
   for (uint16_t i = 0; i < n; ++i) {
@@ -43,6 +99,13 @@ uint16_t FramePath::Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16
     pkts[k] = m;
     frames[k] = rte_pktmbuf_mtod(m, uint8_t*);
     lens[k] = m->data_len;
+    if (meta != nullptr) {
+      meta[k] = proxy::FrameMeta{};
+      if (verdicts) {
+        meta[k].rx_ip = IpVerdict(m->ol_flags);
+        meta[k].rx_l4 = L4Verdict(m->ol_flags);
+      }
+    }
     room = std::min<uint16_t>(room, m->buf_len - m->data_off);
     ++k;
   }
@@ -51,7 +114,7 @@ uint16_t FramePath::Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16
 }
 
 void FramePath::Apply(Side in, rte_mbuf* const* pkts, const uint16_t* lens, const Verdict* verdicts,
-                      uint16_t n, proxy::Output* out) {
+                      uint16_t n, proxy::Output* out, const proxy::FrameMeta* meta) {
   if (out->size() != 0) SendGenerated(out);
   const int si = static_cast<int>(in);
   const int so = 1 - si;
@@ -63,14 +126,20 @@ void FramePath::Apply(Side in, rte_mbuf* const* pkts, const uint16_t* lens, cons
     rte_mbuf* m = pkts[j];
     switch (verdicts[j]) {
       case Verdict::kForward:
-        m->data_len = lens[j];
-        m->pkt_len = lens[j];
-        to[so][nto[so]++] = m;
-        break;
       case Verdict::kReflect:
         m->data_len = lens[j];
         m->pkt_len = lens[j];
-        to[si][nto[si]++] = m;
+        m->ol_flags &= kBufferFlags;
+        // Only a frame the engine answered in place (the SYN-ACK) may have
+        // left its checksums to the NIC; frames it rewrote keep their
+        // RFC 1624 incremental updates, two adds per field, which cost less
+        // than the offload's metadata and are right on any port.
+        if (meta != nullptr && meta[j].tx.offloaded()) SetTxOffload(m, meta[j].tx);
+        if (verdicts[j] == Verdict::kForward) {
+          to[so][nto[so]++] = m;
+        } else {
+          to[si][nto[si]++] = m;
+        }
         break;
       case Verdict::kDrop:
       case Verdict::kConsumed:
@@ -108,6 +177,7 @@ void FramePath::SendGenerated(proxy::Output* out) {
       continue;
     }
     rte_memcpy(d, e.data, e.len);
+    if (e.tx.offloaded()) SetTxOffload(ms[i], e.tx);  // a fresh mbuf: no flags yet
     const int s = static_cast<int>(e.out);
     to[s][nto[s]++] = ms[i];
   }

@@ -77,6 +77,14 @@ constexpr uint32_t kAfPacketFrameOffset = 66;
 constexpr uint32_t kAfPacketMbufSlack = 32;
 constexpr uint32_t kAfPacketDefaultFrameSize = 2048;  // the PMD's default framesz
 
+// The start-up log's word for a port's RX checksum verdicts.
+const char* RxCksumText(const Port& p) {
+  if (p.rx_ip_cksum && p.rx_tcp_cksum) return "ipv4+tcp";
+  if (p.rx_tcp_cksum) return "tcp";
+  if (p.rx_ip_cksum) return "ipv4";
+  return "none";
+}
+
 uint32_t RoundUp(uint32_t v, uint32_t to) { return (v + to - 1) / to * to; }
 
 // "framesz=N" among a --vdev's arguments (comma-separated key=value).
@@ -233,12 +241,21 @@ absl::Status StartPort(Port* port, uint16_t queues, uint16_t rx_desc, uint16_t t
     }
     port->rss = true;
   }
-  // The engine keeps checksums right itself (RFC 1624 incremental updates
-  // cost two adds, cheaper than filling offload metadata), so offloads are
-  // only recorded here for the start-up report.
-  port->tx_cksum_offload =
-      (info.tx_offload_capa & (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)) ==
-      (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+  // Checksum offloads, whichever the device has. RX: the NIC's verdict
+  // stands in for the engine's software verify (frame_meta.h); each of the
+  // two is used on its own. TX: the frames moat builds (SYN-ACKs, backend
+  // SYN and ACK, RSTs, probes) carry only the pseudo-header sum and the NIC
+  // completes them; both are needed, IPv4 frames need the header checksum
+  // too. Frames moat rewrites keep their RFC 1624 incremental updates (two
+  // adds per field, cheaper than offload metadata, right on any port).
+  const uint64_t rx_cksum =
+      info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+  conf.rxmode.offloads |= rx_cksum;
+  port->rx_ip_cksum = (rx_cksum & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0;
+  port->rx_tcp_cksum = (rx_cksum & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) != 0;
+  constexpr uint64_t kTxCksum = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+  port->tx_cksum_offload = (info.tx_offload_capa & kTxCksum) == kTxCksum;
+  if (port->tx_cksum_offload) conf.txmode.offloads |= kTxCksum;
   if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE) {
     // Safe here: every mbuf moat sends comes from one pool per socket,
     // with refcnt 1.
@@ -276,13 +293,13 @@ absl::Status StartPort(Port* port, uint16_t queues, uint16_t rx_desc, uint16_t t
     return fail("rte_eth_promiscuous_enable", rc);
   }
   MOAT_LOG(INFO,
-           "%s port %u (%s, %s): %u queue pair(s), %u/%u descriptors, MTU %u, RSS %s, TX "
-           "checksum offload %s, MAC %02x:%02x:%02x:%02x:%02x:%02x",
+           "%s port %u (%s, %s): %u queue pair(s), %u/%u descriptors, MTU %u, RSS %s, "
+           "checksum offload RX %s TX %s, MAC %02x:%02x:%02x:%02x:%02x:%02x",
            port->role, id, port->name.c_str(), port->driver.c_str(), queues, rx_desc, tx_desc,
            port->mtu,
            !port->rss ? "off" : port->symmetric_key ? "symmetric" : "device key (not symmetric)",
-           port->tx_cksum_offload ? "available (unused)" : "none", port->mac[0], port->mac[1],
-           port->mac[2], port->mac[3], port->mac[4], port->mac[5]);
+           RxCksumText(*port), port->tx_cksum_offload ? "ipv4+tcp" : "none", port->mac[0],
+           port->mac[1], port->mac[2], port->mac[3], port->mac[4], port->mac[5]);
   if (queues > 1 && !port->rss) {
     MOAT_LOG(INFO,
              "%s port %u has no RSS: the device must spread flows itself, symmetrically "

@@ -60,6 +60,8 @@ FramePath::Config PathConfig(uint16_t queue, const uint16_t port_ids[2], rte_mem
   c.pool = pool;
   c.burst = config.burst;
   c.drain_tsc = std::max<uint64_t>(1, rte_get_tsc_hz() / 1000000 * config.tx_drain_us);
+  c.rx_checksum[0] = config.rx_checksum[0];
+  c.rx_checksum[1] = config.rx_checksum[1];
   return c;
 }
 
@@ -109,16 +111,18 @@ uint16_t Worker::Poll(Side in, uint64_t now_ns) {
   uint8_t* frames[kMaxBurst];
   uint16_t lens[kMaxBurst];
   Verdict verdicts[kMaxBurst];
+  // Checksum verdicts in, checksums left to the NIC out (frame_meta.h).
+  proxy::FrameMeta meta[kMaxBurst];
   uint16_t capacity;
-  const uint16_t k = path_.Gather(pkts, n, frames, lens, &capacity);
+  const uint16_t k = path_.Gather(in, pkts, n, frames, lens, &capacity, meta);
   timer_.Lap(Stage::k_rx, n);
 
   uint16_t done = 0;
   while (done < k) {
     const uint16_t p = engine_->ProcessBurst(in, frames + done, lens + done, capacity, k - done,
-                                             now_ns, verdicts + done, out_.get());
+                                             now_ns, verdicts + done, out_.get(), meta + done);
     timer_.Lap(Stage::k_engine, p);
-    path_.Apply(in, pkts + done, lens + done, verdicts + done, p, out_.get());
+    path_.Apply(in, pkts + done, lens + done, verdicts + done, p, out_.get(), meta + done);
     if (p == 0) {
       // Only possible if *out_ had no room, and Apply just drained it;
       // never spin on it.

@@ -28,6 +28,8 @@
 #include "gtest/gtest.h"
 #include "moat/dataplane/dataplane.h"
 #include "moat/dataplane/worker.h"
+#include "moat/net/bytes.h"
+#include "moat/net/checksum.h"
 #include "moat/net/packet.h"
 #include "moat/proxy/config.h"
 #include "moat/proxy/engine.h"
@@ -498,6 +500,276 @@ TEST_F(WorkerTest, AChainedFrameIsDroppedBeforeTheEngine) {
   EXPECT_EQ(Round(), 1);
   EXPECT_EQ(worker_->stats().Load(DpCounter::k_drop_multiseg), 1u);
   EXPECT_EQ(rte_ring_count(g_lab->server.tx) + rte_ring_count(g_lab->client.tx), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Checksum offloads (frame_path.h, frame_meta.h). No vdev here offers
+// them, so the tests set what a NIC would: RX verdicts in ol_flags before
+// the frame reaches the RX ring, FramePath::Config::rx_checksum and
+// EngineConfig::tx_checksum_offload as Dataplane::Create sets them from a
+// port that has them.
+
+constexpr uint64_t kTxCksumFlags =
+    RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_L4_MASK;
+constexpr uint64_t kRxCksumFlags = RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK;
+
+TEST_F(FramePathTest, GatherTranslatesTheNicsVerdicts) {
+  FramePath::Config cfg = Config(g_lab->server.id);
+  cfg.rx_checksum[static_cast<int>(Side::kClient)] = true;
+  FramePath path(cfg, &stats_, &timer_);
+  const uint64_t flags[] = {
+      RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+      RTE_MBUF_F_RX_IP_CKSUM_BAD | RTE_MBUF_F_RX_L4_CKSUM_BAD,
+      RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN | RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN,
+      RTE_MBUF_F_RX_IP_CKSUM_NONE | RTE_MBUF_F_RX_L4_CKSUM_NONE,
+      RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN,
+  };
+  constexpr uint16_t kN = sizeof(flags) / sizeof(flags[0]);
+  using H = proxy::HwChecksum;
+  const H want_ip[kN] = {H::kGood, H::kBad, H::kUnknown, H::kUnknown, H::kGood};
+  const H want_l4[kN] = {H::kGood, H::kBad, H::kUnknown, H::kUnknown, H::kUnknown};
+  rte_mbuf* pkts[kN];
+  for (uint16_t i = 0; i < kN; ++i) {
+    pkts[i] = Mbuf(Tagged(static_cast<uint8_t>(i + 1)));
+    ASSERT_NE(pkts[i], nullptr);
+    pkts[i]->ol_flags |= flags[i];
+  }
+  uint8_t* frames[kN];
+  uint16_t lens[kN];
+  uint16_t capacity;
+  proxy::FrameMeta meta[kN];
+  ASSERT_EQ(path.Gather(Side::kClient, pkts, kN, frames, lens, &capacity, meta), kN);
+  for (uint16_t i = 0; i < kN; ++i) {
+    EXPECT_EQ(meta[i].rx_ip, want_ip[i]) << i;
+    EXPECT_EQ(meta[i].rx_l4, want_l4[i]) << i;
+    EXPECT_FALSE(meta[i].tx.offloaded()) << i;
+  }
+  // The server's port gives no verdicts: whatever its mbufs' flags say
+  // (a PMD that leaves stale bits), the engine sums in software.
+  ASSERT_EQ(path.Gather(Side::kServer, pkts, kN, frames, lens, &capacity, meta), kN);
+  for (uint16_t i = 0; i < kN; ++i) {
+    EXPECT_EQ(meta[i].rx_ip, H::kUnknown) << i;
+    EXPECT_EQ(meta[i].rx_l4, H::kUnknown) << i;
+  }
+  path.Free(pkts, kN);
+}
+
+// Frames sent on in their RX mbuf lose the RX flags; the one the engine
+// left checksums to gets the TX flags and lengths; generated frames too.
+TEST_F(FramePathTest, SentFramesCarryOnlyTheTxFlagsTheEngineAskedFor) {
+  auto path = Make();
+  rte_mbuf* pkts[2];
+  for (int i = 0; i < 2; ++i) {
+    pkts[i] = Mbuf(Tagged(static_cast<uint8_t>(i + 1)));
+    ASSERT_NE(pkts[i], nullptr);
+    pkts[i]->ol_flags |=
+        RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD | RTE_MBUF_F_RX_RSS_HASH;
+  }
+  proxy::FrameMeta meta[2];
+  meta[1].tx = proxy::TxChecksum{18, 40, true};
+  const Verdict verdicts[2] = {Verdict::kForward, Verdict::kReflect};
+  const uint16_t lens[2] = {100, 100};
+  // A generated IPv4 frame with checksums left to the NIC, then the burst.
+  uint8_t* b = out_.Next();
+  std::memset(b, 0xa2, 60);
+  out_.Commit(Side::kServer, 60, proxy::TxChecksum{14, 20, false});
+  path->Apply(Side::kClient, pkts, lens, verdicts, 2, &out_, meta);
+  path->FlushAll(0);
+  std::vector<rte_mbuf*> s = Sent(g_lab->server);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  ASSERT_EQ(s.size(), 2u);
+  ASSERT_EQ(c.size(), 1u);
+  // Generated: TX flags and lengths.
+  EXPECT_EQ(Bytes(s[0])[0], 0xa2);
+  EXPECT_EQ(s[0]->ol_flags & kTxCksumFlags,
+            RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM);
+  EXPECT_EQ(s[0]->l2_len, 14u);
+  EXPECT_EQ(s[0]->l3_len, 20u);
+  // Forwarded: no RX flags left, no TX flags.
+  EXPECT_EQ(Bytes(s[1])[0], 1);
+  EXPECT_EQ(s[1]->ol_flags & (kRxCksumFlags | RTE_MBUF_F_RX_RSS_HASH), 0u);
+  EXPECT_EQ(s[1]->ol_flags & kTxCksumFlags, 0u);
+  // Reflected, answered in place with offload: IPv6 flags, tagged L2.
+  EXPECT_EQ(c[0]->ol_flags & (kRxCksumFlags | RTE_MBUF_F_RX_RSS_HASH), 0u);
+  EXPECT_EQ(c[0]->ol_flags & kTxCksumFlags, RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM);
+  EXPECT_EQ(c[0]->l2_len, 18u);
+  EXPECT_EQ(c[0]->l3_len, 40u);
+  FreeAll(s);
+  FreeAll(c);
+}
+
+// Whole rounds through a real engine with the offloads "available".
+class OffloadWorkerTest : public RingTest {
+ protected:
+  void Make(bool rx, bool tx) {
+    proxy::EngineConfig ec;
+    auto services = proxy::ParseProtect("198.18.0.2:80");
+    ASSERT_TRUE(services.ok());
+    ec.services = *services;
+    ec.flow_capacity = 1024;
+    ec.held_slots = 64;
+    for (size_t i = 0; i < sizeof(ec.secret.bytes); ++i) {
+      ec.secret.bytes[i] = static_cast<uint8_t>(i * 3 + 1);
+    }
+    ec.tx_checksum_offload[0] = ec.tx_checksum_offload[1] = tx;
+    auto engine = proxy::Engine::Create(ec, RealtimeNs());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    const uint16_t ports[2] = {g_lab->client.id, g_lab->server.id};
+    WorkerConfig wc;
+    wc.rx_checksum[0] = wc.rx_checksum[1] = rx;
+    auto w = Worker::Create(0, 0, ports, g_lab->pool, wc, *std::move(engine));
+    ASSERT_TRUE(w.ok()) << w.status();
+    worker_ = *std::move(w);
+    tsc_ = rte_rdtsc();
+    worker_->RunRound(tsc_, RealtimeNs());
+  }
+  void TearDown() override {
+    worker_.reset();
+    RingTest::TearDown();
+  }
+
+  static std::vector<uint8_t> Syn(uint16_t client_port, bool break_checksum) {
+    std::vector<uint8_t> f = moat::testing::TcpPacket()
+                                 .Ports(client_port, 80)
+                                 .Flags(net::kTcpSyn)
+                                 .Seq(1000)
+                                 .Mss(1460)
+                                 .SackPermitted()
+                                 .Build();
+    if (break_checksum) f[14 + 20 + 16] ^= 0x5a;
+    return f;
+  }
+  // Puts a frame on the client's RX ring with the NIC's verdict flags.
+  static void Receive(const std::vector<uint8_t>& frame, uint64_t rx_flags) {
+    rte_mbuf* m = Mbuf(frame);
+    ASSERT_NE(m, nullptr);
+    m->ol_flags |= rx_flags;
+    ASSERT_EQ(rte_ring_enqueue(g_lab->client.rx, m), 0);
+  }
+  uint16_t Round() { return worker_->RunRound(++tsc_, RealtimeNs()); }
+  uint64_t EngineCount(proxy::Counter c) const { return worker_->engine_stats().Load(c); }
+
+  std::unique_ptr<Worker> worker_;
+  uint64_t tsc_ = 0;
+};
+
+constexpr uint64_t kGood = RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+constexpr uint64_t kBad = RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_BAD;
+
+TEST_F(OffloadWorkerTest, GoodIsAnsweredDespiteAWrongChecksum) {
+  Make(/*rx=*/true, /*tx=*/false);
+  Receive(Syn(40000, /*break_checksum=*/true), kGood);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_synack_sent), 1u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_drop_bad_checksum), 0u);
+  // The reflected SYN's RX flags did not come along, and without TX
+  // offload its checksums are complete.
+  EXPECT_EQ(c[0]->ol_flags & (kRxCksumFlags | kTxCksumFlags), 0u);
+  std::vector<uint8_t> synack = Bytes(c[0]);
+  net::PacketView v;
+  ASSERT_EQ(moat::testing::Parse(synack, &v), net::ParseError::kOk);
+  EXPECT_TRUE(net::VerifyTcpChecksum(v));
+  EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  FreeAll(c);
+}
+
+TEST_F(OffloadWorkerTest, BadIsDroppedAndCountedDespiteARightChecksum) {
+  Make(/*rx=*/true, /*tx=*/false);
+  Receive(Syn(40000, /*break_checksum=*/false), kBad);
+  EXPECT_EQ(Round(), 1);
+  EXPECT_EQ(rte_ring_count(g_lab->client.tx) + rte_ring_count(g_lab->server.tx), 0u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_drop_bad_checksum), 1u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_synack_sent), 0u);
+}
+
+TEST_F(OffloadWorkerTest, UnknownFallsBackToSoftware) {
+  Make(/*rx=*/true, /*tx=*/false);
+  Receive(Syn(40000, /*break_checksum=*/true), 0);   // UNKNOWN
+  Receive(Syn(40001, /*break_checksum=*/false), 0);  // UNKNOWN
+  EXPECT_EQ(Round(), 2);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_drop_bad_checksum), 1u);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_synack_sent), 1u);
+  FreeAll(c);
+}
+
+// A port without RX checksum offload: the flags are not read at all.
+TEST_F(OffloadWorkerTest, WithoutRxOffloadTheFlagsAreNotRead) {
+  Make(/*rx=*/false, /*tx=*/false);
+  Receive(Syn(40000, /*break_checksum=*/true), kGood);
+  EXPECT_EQ(Round(), 1);
+  EXPECT_EQ(EngineCount(proxy::Counter::k_drop_bad_checksum), 1u);
+  EXPECT_EQ(rte_ring_count(g_lab->client.tx), 0u);
+}
+
+// TX offload "available": the SYN-ACK leaves with the flags, the header
+// lengths and the pseudo-header sum; completed as the NIC would, it
+// verifies. The SYN's RX flags are gone.
+TEST_F(OffloadWorkerTest, TheSynAckLeavesForTheNicToComplete) {
+  Make(/*rx=*/true, /*tx=*/true);
+  Receive(Syn(40000, /*break_checksum=*/false), kGood);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]->ol_flags & kRxCksumFlags, 0u);
+  EXPECT_EQ(c[0]->ol_flags & kTxCksumFlags,
+            RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM);
+  EXPECT_EQ(c[0]->l2_len, 14u);
+  EXPECT_EQ(c[0]->l3_len, 20u);
+  std::vector<uint8_t> synack = Bytes(c[0]);
+  net::PacketView v;
+  ASSERT_EQ(moat::testing::Parse(synack, &v), net::ParseError::kOk);
+  EXPECT_EQ(v.tcp_flags(), net::kTcpSyn | net::kTcpAck);
+  EXPECT_EQ(net::LoadBe16(v.ip() + 10), 0u) << "the NIC fills the IPv4 header checksum";
+  const uint32_t pseudo = net::ChecksumAccumulate(v.src_addr(), 4) +
+                          net::ChecksumAccumulate(v.dst_addr(), 4) + net::kIpProtoTcp +
+                          static_cast<uint32_t>(synack.size() - v.l4_offset);
+  EXPECT_EQ(net::LoadBe16(v.tcp() + 16), static_cast<uint16_t>(~net::ChecksumFinish(pseudo)));
+  moat::testing::CompleteChecksumsAsNic(synack.data(), synack.size(), c[0]->l2_len, c[0]->l3_len,
+                                        /*ipv4=*/true);
+  EXPECT_TRUE(net::VerifyTcpChecksum(v));
+  EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  FreeAll(c);
+}
+
+// The frame the engine generates into its Output (the backend SYN after a
+// cookie ACK) gets the flags on its fresh mbuf.
+TEST_F(OffloadWorkerTest, AGeneratedBackendSynLeavesForTheNicToComplete) {
+  Make(/*rx=*/false, /*tx=*/true);
+  Receive(Syn(40000, /*break_checksum=*/false), 0);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> c = Sent(g_lab->client);
+  ASSERT_EQ(c.size(), 1u);
+  std::vector<uint8_t> synack = Bytes(c[0]);
+  FreeAll(c);
+  net::PacketView sa;
+  ASSERT_EQ(moat::testing::Parse(synack, &sa), net::ParseError::kOk);
+  const std::vector<uint8_t> ack = moat::testing::TcpPacket()
+                                       .Ports(40000, 80)
+                                       .Flags(net::kTcpAck)
+                                       .Seq(1001)
+                                       .Ack(sa.seq().value() + 1)
+                                       .Build();
+  Receive(ack, 0);
+  EXPECT_EQ(Round(), 1);
+  std::vector<rte_mbuf*> s = Sent(g_lab->server);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0]->ol_flags & kTxCksumFlags,
+            RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM);
+  EXPECT_EQ(s[0]->l2_len, 14u);
+  EXPECT_EQ(s[0]->l3_len, 20u);
+  std::vector<uint8_t> syn = Bytes(s[0]);
+  net::PacketView v;
+  ASSERT_EQ(moat::testing::Parse(syn, &v), net::ParseError::kOk);
+  EXPECT_EQ(v.tcp_flags(), net::kTcpSyn);
+  EXPECT_FALSE(net::VerifyTcpChecksum(v)) << "only the pseudo-header sum is in it";
+  moat::testing::CompleteChecksumsAsNic(syn.data(), syn.size(), 14, 20, /*ipv4=*/true);
+  EXPECT_TRUE(net::VerifyTcpChecksum(v));
+  EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  FreeAll(s);
 }
 
 // The engine's tables in EAL memory (SocketMemory, what Dataplane::Create

@@ -34,6 +34,11 @@ class FramePath {
     rte_mempool* pool = nullptr;    // mbufs for generated frames
     uint16_t burst = 32;            // a buffer holding this many goes out (1..kMaxBurst)
     uint64_t drain_tsc = 1;         // TSC cycles a saturated round may hold frames
+    // Per proxy::Side: its port was started with RX checksum offload
+    // (port.h), so the mbufs carry the NIC's verdicts. Tests set it by
+    // hand, since no vdev here has it. (TX offload is the engine's
+    // decision, EngineConfig::tx_checksum_offload; this only applies it.)
+    bool rx_checksum[2] = {false, false};
   };
 
   // `stats` and `timer` must outlive the FramePath.
@@ -52,6 +57,11 @@ class FramePath {
   // Returns how many were kept.
   uint16_t Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
                   uint16_t* capacity);
+  // The same, and meta[i] for every kept frame: the NIC's checksum verdict
+  // (RTE_MBUF_F_RX_IP/L4_CKSUM_*; UNKNOWN unless the port of `in` has RX
+  // checksum offload) and no TX offload yet.
+  uint16_t Gather(proxy::Side in, rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
+                  uint16_t* capacity, proxy::FrameMeta* meta);
 
   // After Engine::ProcessBurst handled frames pkts[0..n) that came in on
   // `in`: first the frames the engine generated (*out, cleared), then each
@@ -59,11 +69,17 @@ class FramePath {
   // of `in`, both with length lens[i]; kDrop and kConsumed freed. Frames
   // leave each port in that order: a backend's third ACK precedes the data
   // the same burst forwards after it.
+  // A frame sent on keeps its RX mbuf: its RX offload flags are cleared
+  // (they must never be read as TX flags), and meta[i].tx (when meta is
+  // given) says which checksums the engine left to the NIC.
   void Apply(proxy::Side in, rte_mbuf* const* pkts, const uint16_t* lens,
-             const proxy::Verdict* verdicts, uint16_t n, proxy::Output* out);
+             const proxy::Verdict* verdicts, uint16_t n, proxy::Output* out,
+             const proxy::FrameMeta* meta = nullptr);
 
   // Copies every frame in *out into a fresh mbuf, queues it, clears *out.
-  // An empty pool drops them all (drop_generated_nombuf).
+  // A frame whose checksums the engine left to the NIC (Emitted::tx) gets
+  // the mbuf's TX offload flags and header lengths. An empty pool drops
+  // them all (drop_generated_nombuf).
   void SendGenerated(proxy::Output* out);
 
   // Frees frames nobody will send.
@@ -91,6 +107,7 @@ class FramePath {
   void Flush(int side);
 
   const uint16_t queue_;
+  const bool rx_checksum_[2];
   const uint16_t burst_;
   const uint64_t drain_tsc_;
   rte_mempool* const pool_;

@@ -23,6 +23,11 @@ struct Port {
   int socket = 0;           // NUMA socket (0 when the device has none)
   bool rss = false;         // RSS spreads flows over the queues
   bool symmetric_key = false;  // we installed the 0x6d5a key
+  // Checksum offloads, enabled at StartPort when the device offers them:
+  // RX verdicts in the mbufs (IPv4 header, TCP), and TX completion of the
+  // IPv4 header and TCP checksums of the frames moat builds.
+  bool rx_ip_cksum = false;
+  bool rx_tcp_cksum = false;
   bool tx_cksum_offload = false;
   bool started = false;
   uint16_t mtu = 0;  // what the port was configured with (--mtu)

@@ -32,6 +32,9 @@ struct WorkerConfig {
   // When > 0, a worker that found nothing to do on either port sleeps this
   // long: trades latency for a free core on small machines.
   uint32_t idle_sleep_us = 0;
+  // Per proxy::Side: its port delivers the NIC's checksum verdicts (RX
+  // checksum offload, set by the Dataplane from the port; FramePath::Config).
+  bool rx_checksum[2] = {false, false};
 };
 
 class Worker {
