@@ -11,6 +11,9 @@
 //                        SACK), Arg = established flows in the table
 //   MixedBurst           a worker under attack: half established data,
 //                        a quarter flood SYNs, a quarter invalid ACKs
+//   *_Offload            SynToSynAck_V4 / AckToBackendSyn_V4 with the NIC's
+//                        RX verdict GOOD (Arg bit 1) and/or TX checksum
+//                        offload (Arg bit 2), against Arg 0 (software)
 //   SynRateLimit         SynToSynAck with --synack_rate on (Arg 1) or off
 //                        (Arg 0): 16K distinct sources, none over the rate,
 //                        so the difference is the limiter's lookup
@@ -206,6 +209,7 @@ struct Burst {
   uint8_t* ptr[kBurst];
   uint16_t len[kBurst];
   Verdict verdict[kBurst];
+  FrameMeta meta[kBurst];
   Burst() {
     for (int i = 0; i < kBurst; ++i) ptr[i] = buf[i];
   }
@@ -217,11 +221,14 @@ struct Burst {
   }
   // ProcessBurst until the whole burst is done, draining *out as the
   // dataplane does (it would copy the frames into mbufs here).
-  void Run(Engine* e, Side in, Output* out) {
+  // With `with_meta`, meta[] goes along (NIC checksum verdicts in, TX
+  // offload out), as the dataplane passes it.
+  void Run(Engine* e, Side in, Output* out, bool with_meta = false) {
     uint16_t done = 0;
     while (done < kBurst) {
       done += e->ProcessBurst(in, ptr + done, len + done, kMaxFrame,
-                              static_cast<uint16_t>(kBurst - done), kNow, verdict + done, out);
+                              static_cast<uint16_t>(kBurst - done), kNow, verdict + done, out,
+                              with_meta ? meta + done : nullptr);
       benchmark::DoNotOptimize(out->size());
       out->Clear();
     }
@@ -296,6 +303,46 @@ void BM_Engine_SynToSynAck_V4(benchmark::State& s) { BM_SynToSynAck(s, false); }
 void BM_Engine_SynToSynAck_V6(benchmark::State& s) { BM_SynToSynAck(s, true); }
 BENCHMARK(BM_Engine_SynToSynAck_V4);
 BENCHMARK(BM_Engine_SynToSynAck_V6);
+
+// Checksum offloads on the flood path, same SYNs as SynToSynAck_V4. Arg is
+// a bit mask: 1 = the NIC said RX GOOD (the software verify of the SYN's
+// IPv4 header and TCP checksums is skipped), 2 = TX offload towards the
+// client (the SYN-ACK built in place carries only the pseudo-header sum).
+// Arg 0 passes the FrameMeta too, all UNKNOWN: the software path with the
+// same call, so the ratios are the offloads alone.
+void BM_Engine_SynToSynAck_Offload_V4(benchmark::State& state) {
+  const bool rx = (state.range(0) & 1) != 0, tx = (state.range(0) & 2) != 0;
+  constexpr uint32_t kSyns = 1024;
+  Traffic t(false, kSyns, 1);
+  std::vector<Frame> syns;
+  for (uint32_t i = 0; i < kSyns; ++i) syns.push_back(t.Syn(i));
+  const auto p = Pointers(syns);
+  EngineConfig cfg = Config(1024);
+  cfg.tx_checksum_offload[static_cast<int>(Side::kClient)] = tx;
+  auto made = Engine::Create(cfg, kNow);
+  if (!made.ok()) std::abort();
+  auto e = std::move(*made);
+  if (e->syn_cache() != nullptr) Flood(e.get());
+  auto out = std::make_unique<Output>();
+  auto b = std::make_unique<Burst>();
+  for (FrameMeta& m : b->meta) {
+    m.rx_ip = m.rx_l4 = rx ? HwChecksum::kGood : HwChecksum::kUnknown;
+  }
+  uint32_t next = 0;
+  int64_t answered = 0, offloaded = 0;
+  moat::bench::PacketMeter meter;
+  for (auto _ : state) {
+    b->Load(&p[next]);
+    next = (next + kBurst) % kSyns;
+    b->Run(e.get(), Side::kClient, out.get(), /*with_meta=*/true);
+    answered += b->Count(Verdict::kReflect);
+    offloaded += b->meta[0].tx.offloaded();
+  }
+  if (answered != state.iterations() * kBurst) state.SkipWithError("a SYN was not answered");
+  if ((offloaded != 0) != tx) state.SkipWithError("TX offload not as configured");
+  meter.Report(state, state.iterations() * kBurst);
+}
+BENCHMARK(BM_Engine_SynToSynAck_Offload_V4)->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
 // Cache mode: 3008 SYNs per engine into a 16384-entry SYN cache (18% full:
 // no bucket of 8 overflows for these inputs, nothing switches to cookies);
@@ -412,6 +459,56 @@ void BM_Engine_AckToBackendSyn_V4(benchmark::State& state) {
   meter.Report(state, state.iterations() * kBurst);
 }
 BENCHMARK(BM_Engine_AckToBackendSyn_V4);
+
+// The same with checksum offloads (Arg as for SynToSynAck_Offload): RX
+// GOOD skips the verify of the cookie ACK, TX offload towards the server
+// leaves the backend SYN's checksums (built into the Output) to the NIC.
+void BM_Engine_AckToBackendSyn_Offload_V4(benchmark::State& state) {
+  const bool rx = (state.range(0) & 1) != 0, tx = (state.range(0) & 2) != 0;
+  constexpr uint32_t kN = 1 << 16;
+  Traffic t(false, kN, 3);
+  auto oracle = NewEngine(1024);
+  t.Answer(oracle.get());
+  std::vector<Frame> acks;
+  for (uint32_t i = 0; i < kN; ++i) acks.push_back(t.Ack(i));
+  const auto p = Pointers(acks);
+  EngineConfig cfg = Config(kN);
+  cfg.tx_checksum_offload[static_cast<int>(Side::kServer)] = tx;
+  auto make = [&] {
+    auto made = Engine::Create(cfg, kNow);
+    if (!made.ok()) std::abort();
+    return std::move(*made);
+  };
+  auto e = make();
+  auto out = std::make_unique<Output>();
+  auto b = std::make_unique<Burst>();
+  for (FrameMeta& m : b->meta) {
+    m.rx_ip = m.rx_l4 = rx ? HwChecksum::kGood : HwChecksum::kUnknown;
+  }
+  uint32_t next = 0;
+  uint64_t created = 0;
+  moat::bench::PacketMeter meter;
+  for (auto _ : state) {
+    if (next == kN) {
+      meter.Pause();
+      state.PauseTiming();
+      created += e->stats().Load(Counter::k_backend_syn_sent);
+      e = make();
+      next = 0;
+      state.ResumeTiming();
+      meter.Resume();
+    }
+    b->Load(&p[next]);
+    next += kBurst;
+    b->Run(e.get(), Side::kClient, out.get(), /*with_meta=*/true);
+  }
+  created += e->stats().Load(Counter::k_backend_syn_sent);
+  if (created != static_cast<uint64_t>(state.iterations()) * kBurst) {
+    state.SkipWithError("a valid ACK did not open a backend connection");
+  }
+  meter.Report(state, state.iterations() * kBurst);
+}
+BENCHMARK(BM_Engine_AckToBackendSyn_Offload_V4)->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
 // Cache mode: third ACKs that find their SYN-cache entry (exact options),
 // each creating a flow and a backend SYN. The SYNs are replayed into a
