@@ -532,6 +532,89 @@ TEST(BuildReplyInPlace, MatchesTheBuilderByteForByte) {
   }
 }
 
+// Checksums::kOffload leaves the IPv4 header checksum 0 and the
+// pseudo-header sum in the TCP field; completed as a NIC does
+// (TX_IP_CKSUM, TX_TCP_CKSUM), the frame is byte for byte the fully
+// summed one. Both builders, IPv4 and IPv6, VLAN tags, options, payloads.
+TEST(Checksums, OffloadCompletedByTheNicIsTheFullFrame) {
+  std::mt19937 rng(23);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const bool v6 = rng() % 2;
+    moat::testing::TcpPacket p;
+    if (v6) {
+      p.V6("2001:2::1", "2001:2::2");
+    } else {
+      p.V4("198.18.0.1", "198.18.0.2");
+    }
+    p.Ports(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()))
+        .Seq(rng()).Ack(rng()).Flags(static_cast<uint8_t>(rng()))
+        .Window(static_cast<uint16_t>(rng()));
+    const uint32_t vlans = rng() % 3;
+    for (uint32_t i = 0; i < vlans; ++i) p.Vlan(static_cast<uint16_t>(rng() & 0xfff));
+    std::vector<uint8_t> f = p.Build();
+    f.resize(f.size() + 64);
+    PacketView v;
+    ASSERT_EQ(ParseFrame(f.data(), static_cast<uint16_t>(f.size() - 64), &v), ParseError::kOk);
+    uint8_t opts[40];
+    const uint8_t opt_len = static_cast<uint8_t>(4 * (rng() % 11));
+    for (uint8_t i = 0; i < opt_len; ++i) opts[i] = static_cast<uint8_t>(rng());
+    uint8_t payload[101];
+    const uint16_t payload_len = rng() % 2 ? static_cast<uint16_t>(rng() % 101) : 0;
+    for (uint16_t i = 0; i < payload_len; ++i) payload[i] = static_cast<uint8_t>(rng());
+    const size_t l2 = kEthernetHeaderLen + kVlanTagLen * vlans;
+    const size_t l3 = v6 ? kIpv6HeaderLen : kIpv4HeaderLen;
+
+    // BuildTcpFrame.
+    TcpFrameSpec s;
+    s.vlan_count = static_cast<uint8_t>(vlans);
+    for (uint32_t i = 0; i < vlans; ++i) s.vlan_tci[i] = v.vlan_tci[i];
+    s.ipv6 = v6;
+    s.src_addr = v.src_addr();
+    s.dst_addr = v.dst_addr();
+    s.ttl = static_cast<uint8_t>(rng());
+    s.tos_tclass = static_cast<uint8_t>(rng());
+    s.ip_id = static_cast<uint16_t>(rng());
+    s.src_port = static_cast<uint16_t>(rng());
+    s.dst_port = static_cast<uint16_t>(rng());
+    s.seq = rng();
+    s.ack = rng();
+    s.flags = static_cast<uint8_t>(rng());
+    s.window = static_cast<uint16_t>(rng());
+    s.options = opts;
+    s.options_len = opt_len;
+    s.payload = payload;
+    s.payload_len = payload_len;
+    uint8_t full[512], off[512];
+    const size_t nf = BuildTcpFrame(full, sizeof(full), s);
+    const size_t no = BuildTcpFrame(off, sizeof(off), s, Checksums::kOffload);
+    ASSERT_NE(nf, 0u);
+    ASSERT_EQ(no, nf);
+    if (!v6) {
+      EXPECT_EQ(LoadBe16(off + l2 + 10), 0u) << "trial " << trial;
+    }
+    moat::testing::CompleteChecksumsAsNic(off, no, l2, l3, !v6);
+    EXPECT_EQ(std::memcmp(full, off, nf), 0) << "BuildTcpFrame, trial " << trial;
+
+    // BuildReplyInPlace, on two copies of the same segment.
+    TcpReplySpec r;
+    r.seq = rng();
+    r.ack = rng();
+    r.flags = static_cast<uint8_t>(rng());
+    r.window = static_cast<uint16_t>(rng());
+    r.options = opts;
+    r.options_len = opt_len;
+    std::vector<uint8_t> g = f;
+    PacketView vg;
+    ASSERT_EQ(ParseFrame(g.data(), static_cast<uint16_t>(g.size() - 64), &vg), ParseError::kOk);
+    const size_t rf = BuildReplyInPlace(v, f.size(), r);
+    const size_t ro = BuildReplyInPlace(vg, g.size(), r, Checksums::kOffload);
+    ASSERT_NE(rf, 0u);
+    ASSERT_EQ(ro, rf);
+    moat::testing::CompleteChecksumsAsNic(g.data(), ro, l2, l3, !v6);
+    EXPECT_EQ(std::memcmp(f.data(), g.data(), rf), 0) << "BuildReplyInPlace, trial " << trial;
+  }
+}
+
 // Headers the reply does not carry cannot stay in place: refused (the
 // engine then builds the frame whole), and the frame is left untouched.
 TEST(BuildReplyInPlace, RefusesWhatItCannotDoAndTouchesNothing) {
