@@ -503,8 +503,8 @@ TEST_F(WorkerTest, AChainedFrameIsDroppedBeforeTheEngine) {
 }
 
 // ---------------------------------------------------------------------------
-// Checksum offloads (frame_path.h, frame_meta.h). No vdev here offers
-// them, so the tests set what a NIC would: RX verdicts in ol_flags before
+// Checksum offloads (frame_path.h, frame_meta.h). net_ring offers none,
+// so the tests set what a NIC would: RX verdicts in ol_flags before
 // the frame reaches the RX ring, FramePath::Config::rx_checksum and
 // EngineConfig::tx_checksum_offload as Dataplane::Create sets them from a
 // port that has them.

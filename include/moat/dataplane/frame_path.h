@@ -36,7 +36,7 @@ class FramePath {
     uint64_t drain_tsc = 1;         // TSC cycles a saturated round may hold frames
     // Per proxy::Side: its port was started with RX checksum offload
     // (port.h), so the mbufs carry the NIC's verdicts. Tests set it by
-    // hand, since no vdev here has it. (TX offload is the engine's
+    // hand, since net_ring has none. (TX offload is the engine's
     // decision, EngineConfig::tx_checksum_offload; this only applies it.)
     bool rx_checksum[2] = {false, false};
   };
