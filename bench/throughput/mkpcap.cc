@@ -112,6 +112,26 @@ size_t Build(uint8_t* buf, const TcpPacket& p) {
   return p.BuildInto(buf, moat::proxy::kMaxFrame);
 }
 
+// Sends flow f's SYN (TSval `tsval`) through the oracle engine and keeps
+// the cookie and TSval of its SYN-ACK in f. False if it was not answered.
+bool AskCookie(moat::proxy::Engine* engine, uint64_t now, uint32_t tsval, Flow* f) {
+  uint8_t buf[moat::proxy::kMaxFrame];
+  moat::proxy::Output out;
+  TcpPacket syn = Segment(*f, true).Seq(f->cisn).Ack(0).Flags(moat::net::kTcpSyn);
+  uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, tsval)));
+  if (engine->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
+      moat::proxy::Verdict::kReflect) {
+    return false;
+  }
+  moat::net::PacketView v;
+  moat::net::ParseFrame(buf, len, &v);
+  moat::net::TcpOptions to;
+  moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
+  f->cookie = v.seq().value();
+  f->moat_tsval = to.tsval;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,7 +159,6 @@ int main(int argc, char** argv) {
   }
   std::mt19937 rng(20261125);
   uint8_t buf[moat::proxy::kMaxFrame];
-  moat::proxy::Output out;
 
   {  // SYN flood from random sources in 198.18.0.0/15.
     PcapWriter pw(dir + "/syn_flood.pcap");
@@ -169,20 +188,10 @@ int main(int argc, char** argv) {
     // Near the 2^32 wrap, as real ISNs sometimes are.
     f.cisn = 0xffffff00u - i * 7919u;
     f.sisn = 0x7fffff00u + i * 104729u;
-    TcpPacket syn = Segment(f, true).Seq(f.cisn).Ack(0).Flags(moat::net::kTcpSyn);
-    uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, 1000 + i)));
-    out.Clear();
-    if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
-        moat::proxy::Verdict::kReflect) {
+    if (!AskCookie(engine->get(), now, 1000 + i, &f)) {
       std::fprintf(stderr, "moat_mkpcap: the oracle engine did not answer SYN %u\n", i);
       return 1;
     }
-    moat::net::PacketView v;
-    moat::net::ParseFrame(buf, len, &v);
-    moat::net::TcpOptions to;
-    moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
-    f.cookie = v.seq().value();
-    f.moat_tsval = to.tsval;
   }
 
   PcapWriter cw(dir + "/est_client.pcap");
@@ -245,25 +254,17 @@ int main(int argc, char** argv) {
       f.client[3] = static_cast<uint8_t>(i);
       f.port = static_cast<uint16_t>(20000 + i % 40000);
       f.cisn = 0x10000000u + i * 7919u;
-      TcpPacket syn = Segment(f, true).Seq(f.cisn).Ack(0).Flags(moat::net::kTcpSyn);
-      uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, 3000 + i)));
-      out.Clear();
-      if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
-          moat::proxy::Verdict::kReflect) {
+      if (!AskCookie(engine->get(), now, 3000 + i, &f)) {
         std::fprintf(stderr, "moat_mkpcap: the oracle engine did not answer SYN %u\n", i);
         return 1;
       }
-      moat::net::PacketView v;
-      moat::net::ParseFrame(buf, len, &v);
-      moat::net::TcpOptions to;
-      moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
       ow.Write(buf, Build(buf, Segment(f, true)
                                    .Seq(f.cisn + 1)
-                                   .Ack(v.seq().value() + 1)
+                                   .Ack(f.cookie + 1)
                                    .Flags(moat::net::kTcpAck)
                                    .Nop()
                                    .Nop()
-                                   .Timestamps(4000 + i, to.tsval)));
+                                   .Timestamps(4000 + i, f.moat_tsval)));
       // moat's SYN to the backend carries the client's ISN (no seq
       // translation client to server), so the RST acks cisn + 1.
       rw.Write(buf, Build(buf, Segment(f, false)
