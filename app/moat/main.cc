@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -159,11 +160,17 @@ bool IsCheckFlag(const char* a) {
 }
 
 // A flagfile holds one flag a line ("--name=value"), '#' comments and
-// blank lines (gflags' format). Every name must be a flag of this program:
-// a typo in a deployed flagfile must not pass silently. `list` is
-// --flagfile's value, comma-separated files; nested --flagfile lines are
-// followed a few levels deep.
-absl::Status CheckFlagfiles(const std::string& list, int depth) {
+// blank lines (gflags' format). `list` is --flagfile's value,
+// comma-separated files; nested --flagfile lines are followed up to 8
+// deep. `visit` gets every other flag line (leading blanks removed), its
+// flag name, and "--flagfile=PATH line N: " to start its errors with; the
+// first error ends the walk. The one reader for --check, start-up and
+// reloads, so they cannot disagree on what a file says.
+using FlagLineVisitor = std::function<absl::Status(
+    const std::string& line, const std::string& name, const std::string& where)>;
+
+absl::Status ForEachFlagfileLine(const std::string& list, int depth,
+                                 const FlagLineVisitor& visit) {
   if (depth > 8) return absl::InvalidArgumentError("--flagfile nests more than 8 deep");
   size_t start = 0;
   while (start <= list.size()) {
@@ -186,28 +193,37 @@ absl::Status CheckFlagfiles(const std::string& list, int depth) {
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
       const size_t first = line.find_first_not_of(" \t");
       if (first == std::string::npos || line[first] != '-') continue;  // blank, comment
-      const size_t name_at = std::min(line.find_first_not_of('-', first), line.size());
+      line = line.substr(first);
+      const size_t name_at = std::min(line.find_first_not_of('-'), line.size());
       const size_t eq = std::min(line.find('=', name_at), line.size());
       std::string name = line.substr(name_at, eq - name_at);
       while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
-      const std::string value = eq < line.size() ? line.substr(eq + 1) : "";
-      gflags::CommandLineFlagInfo info;
-      const bool known =
-          gflags::GetCommandLineFlagInfo(name.c_str(), &info) ||
-          (name.starts_with("no") && gflags::GetCommandLineFlagInfo(name.c_str() + 2, &info) &&
-           info.type == "bool");
-      if (!known) {
-        status = absl::InvalidArgumentError(
-            absl::StrFormat("--flagfile=%s line %d: unknown flag '--%s' (moat -h lists the flags)",
-                            path, line_no, name));
-      } else if (name == "flagfile") {
-        status = CheckFlagfiles(value, depth + 1);
+      if (name == "flagfile") {
+        status = ForEachFlagfileLine(eq < line.size() ? line.substr(eq + 1) : "", depth + 1, visit);
+      } else {
+        status = visit(line, name, absl::StrFormat("--flagfile=%s line %d: ", path, line_no));
       }
     }
     std::fclose(f);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
+}
+
+// Every name must be a flag of this program: a typo in a deployed
+// flagfile must not pass silently.
+absl::Status CheckFlagfiles(const std::string& list) {
+  return ForEachFlagfileLine(
+      list, 0, [](const std::string&, const std::string& name, const std::string& where) {
+        gflags::CommandLineFlagInfo info;
+        const bool known =
+            gflags::GetCommandLineFlagInfo(name.c_str(), &info) ||
+            (name.starts_with("no") && gflags::GetCommandLineFlagInfo(name.c_str() + 2, &info) &&
+             info.type == "bool");
+        if (known) return absl::OkStatus();
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%sunknown flag '--%s' (moat -h lists the flags)", where, name));
+      });
 }
 
 [[noreturn]] void Die(const absl::Status& s) {
@@ -437,49 +453,13 @@ absl::Status ApplyFlag(const std::string& arg, const char* next, bool* used,
   return absl::OkStatus();
 }
 
-absl::Status ApplyFlagfiles(const std::string& list, int depth);
-
-// The lines of one flagfile, in order (CheckFlagfiles' format and rules).
-absl::Status ApplyFlagfile(const std::string& path, int depth) {
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--flagfile=%s: %s", path, std::strerror(errno)));
-  }
-  char buf[4096];
-  int line_no = 0;
-  absl::Status status;
-  while (status.ok() && std::fgets(buf, sizeof(buf), f) != nullptr) {
-    ++line_no;
-    std::string line(buf);
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    const size_t first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] != '-') continue;
-    line = line.substr(first);
-    const std::string where = absl::StrFormat("--flagfile=%s line %d: ", path, line_no);
-    if (line.starts_with("--flagfile=") || line.starts_with("-flagfile=")) {
-      status = ApplyFlagfiles(line.substr(line.find('=') + 1), depth + 1);
-      continue;
-    }
-    bool used = false;
-    status = ApplyFlag(line, nullptr, &used, where);
-  }
-  std::fclose(f);
-  return status;
-}
-
-absl::Status ApplyFlagfiles(const std::string& list, int depth) {
-  if (depth > 8) return absl::InvalidArgumentError("--flagfile nests more than 8 deep");
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    if (comma == std::string::npos) comma = list.size();
-    const std::string path = list.substr(start, comma - start);
-    start = comma + 1;
-    if (path.empty()) continue;
-    if (auto s = ApplyFlagfile(path, depth); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+// Sets the flags of the files in `list`, in order (ForEachFlagfileLine).
+absl::Status ApplyFlagfiles(const std::string& list) {
+  return ForEachFlagfileLine(
+      list, 0, [](const std::string& line, const std::string&, const std::string& where) {
+        bool used = false;
+        return ApplyFlag(line, nullptr, &used, where);
+      });
 }
 
 class Reloader {
@@ -524,8 +504,8 @@ class Reloader {
       const size_t at = a.find_first_not_of('-');
       if (at != std::string::npos && a.compare(at, 9, "flagfile=") == 0) {
         const std::string list = a.substr(at + 9);
-        if (auto s = CheckFlagfiles(list, 0); !s.ok()) return s;
-        if (auto s = ApplyFlagfiles(list, 0); !s.ok()) return s;
+        if (auto s = CheckFlagfiles(list); !s.ok()) return s;
+        if (auto s = ApplyFlagfiles(list); !s.ok()) return s;
         continue;
       }
       bool used = false;
@@ -611,7 +591,7 @@ int main(int argc, char** argv) {
     if (*a == '-') ++a;
     if (*a == '-') ++a;
     if (std::strncmp(a, "flagfile=", 9) == 0) {
-      if (auto s = CheckFlagfiles(a + 9, 0); !s.ok()) Die(s);
+      if (auto s = CheckFlagfiles(a + 9); !s.ok()) Die(s);
     }
   }
   gflags::SetUsageMessage("[EAL options] -- [moat flags]   (a DPDK TCP SYN proxy)");

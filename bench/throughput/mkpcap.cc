@@ -5,13 +5,22 @@
 //   est_client.pcap      per flow: the cookie ACK, then client data and
 //                        SACK-carrying ACKs with timestamps
 //   est_server.pcap      per flow: the backend SYN-ACK, then server data
+//   open_client.pcap     per connection: a valid cookie ACK (a new flow
+//                        and a backend SYN each time it is replayed)
+//   open_server.pcap     per connection: the backend's RST answering that
+//                        SYN (RFC 9293 §3.10.7.3: it acks the SYN), so moat
+//                        resets the client and frees the flow, and the next
+//                        loop of the capture opens the connection again
 //   idle.pcap            one ARP request (a port that receives ~nothing)
 //
 // The cookie ACKs are made with a real Engine as oracle, using the same
 // secret file and wall clock moat will use, so they validate in moat for
 // the next 60 s (RFC 4987 cookies are time-slotted). Once both halves are
 // established, every later loop of the capture is established traffic: the
-// repeated ACK and SYN-ACK are one packet per flow per loop.
+// repeated ACK and SYN-ACK are one packet per flow per loop. The open
+// captures hold a multiple of 32 frames, so that with both ports
+// returning full bursts the worker reads 32 ACKs and then the 32 RSTs for
+// the same connections in every poll round.
 //
 // Usage: moat_mkpcap OUT_DIR SECRET_FILE [flows] [packets]
 
@@ -103,6 +112,26 @@ size_t Build(uint8_t* buf, const TcpPacket& p) {
   return p.BuildInto(buf, moat::proxy::kMaxFrame);
 }
 
+// Sends flow f's SYN (TSval `tsval`) through the oracle engine and keeps
+// the cookie and TSval of its SYN-ACK in f. False if it was not answered.
+bool AskCookie(moat::proxy::Engine* engine, uint64_t now, uint32_t tsval, Flow* f) {
+  uint8_t buf[moat::proxy::kMaxFrame];
+  moat::proxy::Output out;
+  TcpPacket syn = Segment(*f, true).Seq(f->cisn).Ack(0).Flags(moat::net::kTcpSyn);
+  uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, tsval)));
+  if (engine->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
+      moat::proxy::Verdict::kReflect) {
+    return false;
+  }
+  moat::net::PacketView v;
+  moat::net::ParseFrame(buf, len, &v);
+  moat::net::TcpOptions to;
+  moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
+  f->cookie = v.seq().value();
+  f->moat_tsval = to.tsval;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,7 +159,6 @@ int main(int argc, char** argv) {
   }
   std::mt19937 rng(20261125);
   uint8_t buf[moat::proxy::kMaxFrame];
-  moat::proxy::Output out;
 
   {  // SYN flood from random sources in 198.18.0.0/15.
     PcapWriter pw(dir + "/syn_flood.pcap");
@@ -160,20 +188,10 @@ int main(int argc, char** argv) {
     // Near the 2^32 wrap, as real ISNs sometimes are.
     f.cisn = 0xffffff00u - i * 7919u;
     f.sisn = 0x7fffff00u + i * 104729u;
-    TcpPacket syn = Segment(f, true).Seq(f.cisn).Ack(0).Flags(moat::net::kTcpSyn);
-    uint16_t len = static_cast<uint16_t>(Build(buf, SynOptions(syn, 1000 + i)));
-    out.Clear();
-    if ((*engine)->Process(moat::proxy::Side::kClient, buf, &len, sizeof(buf), now, &out) !=
-        moat::proxy::Verdict::kReflect) {
+    if (!AskCookie(engine->get(), now, 1000 + i, &f)) {
       std::fprintf(stderr, "moat_mkpcap: the oracle engine did not answer SYN %u\n", i);
       return 1;
     }
-    moat::net::PacketView v;
-    moat::net::ParseFrame(buf, len, &v);
-    moat::net::TcpOptions to;
-    moat::net::ParseTcpOptions(v.tcp(), v.tcp_header_len, &to);
-    f.cookie = v.seq().value();
-    f.moat_tsval = to.tsval;
   }
 
   PcapWriter cw(dir + "/est_client.pcap");
@@ -222,6 +240,41 @@ int main(int argc, char** argv) {
                                  .PayloadFill(kPayload, 0)));
   }
 
+  // Connections opened and refused over and over: the cookie ACK path.
+  constexpr uint32_t kOpen = 16384;
+  size_t nopen = 0;
+  {
+    PcapWriter ow(dir + "/open_client.pcap");
+    PcapWriter rw(dir + "/open_server.pcap");
+    for (uint32_t i = 0; i < kOpen; ++i) {
+      Flow f{};
+      f.client[0] = 198;
+      f.client[1] = 18;
+      f.client[2] = static_cast<uint8_t>(128 + (i >> 8));
+      f.client[3] = static_cast<uint8_t>(i);
+      f.port = static_cast<uint16_t>(20000 + i % 40000);
+      f.cisn = 0x10000000u + i * 7919u;
+      if (!AskCookie(engine->get(), now, 3000 + i, &f)) {
+        std::fprintf(stderr, "moat_mkpcap: the oracle engine did not answer SYN %u\n", i);
+        return 1;
+      }
+      ow.Write(buf, Build(buf, Segment(f, true)
+                                   .Seq(f.cisn + 1)
+                                   .Ack(f.cookie + 1)
+                                   .Flags(moat::net::kTcpAck)
+                                   .Nop()
+                                   .Nop()
+                                   .Timestamps(4000 + i, f.moat_tsval)));
+      // moat's SYN to the backend carries the client's ISN (no seq
+      // translation client to server), so the RST acks cisn + 1.
+      rw.Write(buf, Build(buf, Segment(f, false)
+                                   .Seq(0)
+                                   .Ack(f.cisn + 1)
+                                   .Flags(moat::net::kTcpRst | moat::net::kTcpAck)));
+    }
+    nopen = ow.count();
+  }
+
   {  // A port that receives (almost) nothing: one broadcast ARP request.
     PcapWriter pw(dir + "/idle.pcap");
     uint8_t arp[60] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0,  0, 0,    0,
@@ -230,7 +283,9 @@ int main(int argc, char** argv) {
                        0,    0,    0,    0,    0,    198,  18,   0,  10};
     pw.Write(arp, sizeof(arp));
   }
-  std::printf("moat_mkpcap: %u SYNs, %u flows, %zu client / %zu server frames in %s\n", npackets,
-              nflows, cw.count(), sw.count(), dir.c_str());
+  std::printf(
+      "moat_mkpcap: %u SYNs, %u flows, %zu client / %zu server frames, %zu connections to open "
+      "in %s\n",
+      npackets, nflows, cw.count(), sw.count(), nopen, dir.c_str());
   return 0;
 }

@@ -17,12 +17,17 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -500,6 +505,48 @@ TEST_F(WorkerTest, AChainedFrameIsDroppedBeforeTheEngine) {
   EXPECT_EQ(Round(), 1);
   EXPECT_EQ(worker_->stats().Load(DpCounter::k_drop_multiseg), 1u);
   EXPECT_EQ(rte_ring_count(g_lab->server.tx) + rte_ring_count(g_lab->client.tx), 0u);
+}
+
+// With --idle_sleep_us the worker's thread takes a 1 us timer slack:
+// Linux's default (50 us) would stretch every idle sleep by that much, and
+// the first frame after a quiet spell waits for all of it.
+TEST_F(WorkerTest, AnIdleSleepingWorkerSleepsWithATightTimerSlack) {
+  worker_.reset();
+  proxy::EngineConfig ec;
+  ec.services = *proxy::ParseProtect("198.18.0.2:80");
+  ec.flow_capacity = 64;
+  ec.held_slots = 8;
+  auto engine = proxy::Engine::Create(ec, RealtimeNs());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const uint16_t ports[2] = {g_lab->client.id, g_lab->server.id};
+  WorkerConfig wc;
+  wc.idle_sleep_us = 20;
+  auto w = Worker::Create(0, 0, ports, g_lab->pool, wc, *std::move(engine));
+  ASSERT_TRUE(w.ok()) << w.status();
+
+  std::atomic<pid_t> tid{0};
+  volatile bool stop = false;
+  std::thread t([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    (*w)->Run(&stop);
+  });
+  auto slack = [&]() -> long {
+    // Per thread at /proc/<tid> (task/<tid> has no timerslack_ns).
+    std::ifstream in("/proc/" + std::to_string(tid.load()) + "/timerslack_ns");
+    long ns = -1;
+    in >> ns;
+    return ns;
+  };
+  // Waits for the condition, bounded: Run() sets it before its first round.
+  long seen = -1;
+  for (int i = 0; i < 10000 && seen != static_cast<long>(Worker::kIdleTimerSlackNs); ++i) {
+    if (tid.load() != 0) seen = slack();
+    if (seen != static_cast<long>(Worker::kIdleTimerSlackNs)) usleep(1000);
+  }
+  stop = true;
+  t.join();
+  EXPECT_EQ(seen, static_cast<long>(Worker::kIdleTimerSlackNs));
+  EXPECT_GT((*w)->stats().Load(DpCounter::k_idle_sleeps), 0u);
 }
 
 // ---------------------------------------------------------------------------

@@ -40,6 +40,8 @@ struct WorkerConfig {
 class Worker {
  public:
   static constexpr uint16_t kMaxBurst = FramePath::kMaxBurst;
+  // The timer slack Run() gives its thread when idle_sleep_us > 0.
+  static constexpr unsigned long kIdleTimerSlackNs = 1000;
 
   // port_ids[side] is the ethdev port of proxy::Side side; `pool` gives
   // the mbufs for the frames the engine generates.
@@ -52,7 +54,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // The lcore loop; returns when *stop becomes true, after flushing.
+  // The lcore loop; returns when *stop becomes true, after flushing. With
+  // idle_sleep_us > 0 it first sets the calling thread's timer slack to
+  // kIdleTimerSlackNs, so that the sleep lasts what the flag says.
   void Run(const volatile bool* stop);
 
   // Where reloads come from (reload.h): checked once per poll round. Set
