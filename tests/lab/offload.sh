@@ -31,7 +31,7 @@ lab_nginx
 LAB_MOAT_PID=$!
 running() {
   kill -0 "$LAB_MOAT_PID" 2>/dev/null || { cat "$LAB_DIR/moat.log" >&2; lab_fail "moat exited"; }
-  grep -q "moat: running" "$LAB_DIR/moat.log"
+  grep -q "moat: running" "$LAB_DIR/moat.log" 2>/dev/null
 }
 lab_wait_for 10 "moat on net_tap" running
 
