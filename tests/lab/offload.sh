@@ -7,7 +7,9 @@
 # only the pseudo-header sum, and the Linux peers, which verify every
 # checksum (offloads off on their interfaces), accept them only if the
 # PMD completed them. A SYN with a broken checksum is dropped and counted
-# as drop_bad_checksum.
+# as drop_bad_checksum. (net_tap recomputes the pseudo-header sum itself,
+# so the value moat leaves in the TCP field is checked by the unit tests,
+# tests/dataplane and tests/net, not here.)
 #
 #   client ns eth0 <-veth-> ofc ==bridge ofbc== oftc (tap) [moat] ofts (tap) ==bridge ofbs== ofs <-veth-> eth0 server ns
 set -euo pipefail
