@@ -6,11 +6,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <vector>
 #include <cinttypes>
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <vector>
 
 namespace moat::dataplane {
 
@@ -191,9 +191,9 @@ int TelBackends(const char*, const char* params, rte_tel_data* d) {
                     "worker=%zu backend=%s%s%s:%u mss=%u ts=%s sack=%s ecn=%s "
                     "age_s=%" PRIu64 "%s",
                     w, b.addr_len == 16 ? "[" : "", addr, b.addr_len == 16 ? "]" : "", b.port,
-                    b.mss, Answer(b, proxy::BackendInfo::kTs),
-                    Answer(b, proxy::BackendInfo::kSack), Answer(b, proxy::BackendInfo::kEcn),
-                    age_s, now_ns - b.learned_ns >= proxy::BackendTable::kTtlNs ? " expired" : "");
+                    b.mss, Answer(b, proxy::BackendInfo::kTs), Answer(b, proxy::BackendInfo::kSack),
+                    Answer(b, proxy::BackendInfo::kEcn), age_s,
+                    now_ns - b.learned_ns >= proxy::BackendTable::kTtlNs ? " expired" : "");
       // Full (RTE_TEL_MAX_ARRAY_ENTRIES): the rest is left out.
       if (rte_tel_data_add_array_string(d, line) != 0) return 0;
     }

@@ -290,7 +290,8 @@ Verdict Engine::Splice(Flow* f, Side in, PacketView& v, Frame frame, uint64_t no
   } else {
     Track<Side::kServer>(f, v);
     Translate<Side::kServer>(f, v);
-    if (f->repair & kRepairTs) [[unlikely]] InsertTimestamps(f, v, frame, now_ns);
+    if (f->repair & kRepairTs) [[unlikely]]
+      InsertTimestamps(f, v, frame, now_ns);
     stats_.Inc(Counter::k_fwd_server_to_client);
   }
   f->last_seen_ns = now_ns;

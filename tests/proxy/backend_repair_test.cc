@@ -75,11 +75,11 @@ TEST_P(BackendRepairTest, SackRefusedTheClientsSackOptionsBecomeNops) {
   Establish(h, &c, /*sack=*/false, /*ts=*/true);
   // The backend sends 3000 bytes; the client acks 1000 and SACKs a later
   // range, with a D-SACK block first (RFC 2883: below the cumulative ack).
-  ASSERT_EQ(h.Send(Side::kServer, FromBackend(c, 0, 1000).Timestamps(c.backend_tsval + 1,
-                                                                       c.client_tsval)),
+  ASSERT_EQ(h.Send(Side::kServer,
+                   FromBackend(c, 0, 1000).Timestamps(c.backend_tsval + 1, c.client_tsval)),
             Verdict::kForward);
-  ASSERT_EQ(h.Send(Side::kServer, FromBackend(c, 2000, 1000).Timestamps(c.backend_tsval + 1,
-                                                                          c.client_tsval)),
+  ASSERT_EQ(h.Send(Side::kServer,
+                   FromBackend(c, 2000, 1000).Timestamps(c.backend_tsval + 1, c.client_tsval)),
             Verdict::kForward);
   const uint32_t base = c.cookie_isn + 1;
   const TcpPacket ack = c.C()
@@ -110,8 +110,8 @@ TEST_P(BackendRepairTest, SackPermittedByTheBackendStillTranslatesBlocks) {
   Harness h;
   Conn c = MakeConn();
   Establish(h, &c, /*sack=*/true, /*ts=*/true);
-  ASSERT_EQ(h.Send(Side::kServer, FromBackend(c, 0, 2000).Timestamps(c.backend_tsval + 1,
-                                                                       c.client_tsval)),
+  ASSERT_EQ(h.Send(Side::kServer,
+                   FromBackend(c, 0, 2000).Timestamps(c.backend_tsval + 1, c.client_tsval)),
             Verdict::kForward);
   const uint32_t base = c.cookie_isn + 1;
   Seen out;
@@ -250,10 +250,11 @@ TEST_P(BackendRepairTest, EveryBackendSegmentReachesTheClientWithATimestamp) {
   // (which goes on to the backend untouched: it ignores it).
   h.Advance(7 * kMs);
   Seen fwd;
-  ASSERT_EQ(h.Send(Side::kClient, c.C()
-                                      .Seq(c.client_isn + 1)
-                                      .Ack(c.cookie_isn + 1 + mss)
-                                      .Timestamps(c.client_tsval + 3, c.synack_tsval),
+  ASSERT_EQ(h.Send(Side::kClient,
+                   c.C()
+                       .Seq(c.client_isn + 1)
+                       .Ack(c.cookie_isn + 1 + mss)
+                       .Timestamps(c.client_tsval + 3, c.synack_tsval),
                    &fwd),
             Verdict::kForward);
   ASSERT_TRUE(fwd.opts.has_timestamps);
@@ -358,9 +359,8 @@ TEST_P(BackendRepairTest, NoRoomInTheHeaderIsForwardedUnchangedAndCounted) {
   Establish(h, &c, /*sack=*/true, /*ts=*/false);
   // 4 SACK blocks: 36 option bytes, no room for 12 more.
   const uint32_t b = c.client_isn + 1;
-  const TcpPacket seg =
-      FromBackend(c, 0, 0).SackBlocks({b + 10, b + 20, b + 30, b + 40, b + 50, b + 60, b + 70,
-                                       b + 80});
+  const TcpPacket seg = FromBackend(c, 0, 0).SackBlocks(
+      {b + 10, b + 20, b + 30, b + 40, b + 50, b + 60, b + 70, b + 80});
   const Frame in = seg.BuildFrame();
   Seen out;
   ASSERT_EQ(h.Send(Side::kServer, seg, &out), Verdict::kForward);

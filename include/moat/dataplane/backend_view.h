@@ -30,7 +30,8 @@ class BackendView {
  public:
   // Worker side, between bursts: copies `table` if a reader asked.
   void Serve(const proxy::BackendTable& table, uint64_t now_ns) {
-    if (!requested_.load(std::memory_order_acquire)) [[likely]] return;
+    if (!requested_.load(std::memory_order_acquire)) [[likely]]
+      return;
     uint32_t n = 0;
     const proxy::BackendInfo* slots = table.slots();
     for (uint32_t i = 0; i < proxy::BackendTable::capacity(); ++i) {

@@ -71,13 +71,13 @@
 // - A backend that refuses timestamps or SACK the client negotiated with
 //   moat is repaired on that connection (Flow::repair, splice.cc): every
 //   server -> client segment gets a 12-byte TSopt from moat's monotonic
-//   clock (the only place a frame grows, within Process()'s `capacity`),
-//   and the client's SACK options become NOPs (RFC 7323 §3.2, RFC 2018
-//   §2). A timestamped client's backend SYN advertises its MSS minus 12
-//   unless the backend is known to answer timestamps, so full-size backend
-//   segments still fit once grown (PlanTsRoom). Segments that cannot grow
-//   (no option room, over --mtu or the client's MSS) go on without,
-//   counted.
+//   clock (the only place a forwarded frame grows, within Process()'s
+//   `capacity`), and the client's SACK options become NOPs (RFC 7323
+//   §3.2, RFC 2018 §2). A timestamped client's backend SYN advertises its
+//   MSS minus 12 unless the backend is known to answer timestamps, so
+//   full-size backend segments still fit once grown (PlanTsRoom).
+//   Segments that cannot grow (no option room, over --mtu or the client's
+//   MSS) go on without, counted.
 
 #include <cstddef>
 #include <cstdint>
