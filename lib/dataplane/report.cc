@@ -1,13 +1,16 @@
 #include "moat/dataplane/report.h"
 
+#include <arpa/inet.h>
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
 
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <vector>
 
 namespace moat::dataplane {
 
@@ -149,6 +152,55 @@ int TelWorker(const char*, const char* params, rte_tel_data* d) {
   return 0;
 }
 
+// What one backend record says about one option: "no" only when the
+// backend refused it the last time moat asked.
+const char* Answer(const proxy::BackendInfo& b, uint8_t bit) {
+  if (!(b.asked & bit)) return "unknown";
+  return (b.has & bit) ? "yes" : "no";
+}
+
+// /moat/backends[,worker]: what each worker learned about its backends
+// (proxy::BackendTable), one string per record (telemetry dict keys allow
+// neither dots nor colons). Copied by the worker itself at its next timer
+// tick (backend_view.h), so reading never races it.
+int TelBackends(const char*, const char* params, rte_tel_data* d) {
+  const Dataplane* dp = g_dp.load(std::memory_order_acquire);
+  if (dp == nullptr) return -1;
+  size_t first = 0, last = dp->workers().size();
+  if (params != nullptr && *params != '\0') {
+    char* end = nullptr;
+    const unsigned long w = std::strtoul(params, &end, 10);
+    if (*end != '\0' || w >= dp->workers().size()) return -1;
+    first = w;
+    last = w + 1;
+  }
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  std::vector<proxy::BackendInfo> records;
+  for (size_t w = first; w < last; ++w) {
+    uint64_t now_ns = 0;
+    if (!dp->workers()[w]->CopyBackends(std::chrono::milliseconds(500), &records, &now_ns)) {
+      return -1;  // the worker is not running its loop
+    }
+    for (const proxy::BackendInfo& b : records) {
+      char addr[INET6_ADDRSTRLEN];
+      inet_ntop(b.addr_len == 16 ? AF_INET6 : AF_INET, b.addr, addr, sizeof(addr));
+      // At most ~115 characters (a full IPv6 address, "unknown" thrice).
+      char line[2 * RTE_TEL_MAX_STRING_LEN];
+      const uint64_t age_s = (now_ns - b.learned_ns) / 1000000000ull;
+      std::snprintf(line, sizeof(line),
+                    "worker=%zu backend=%s%s%s:%u mss=%u ts=%s sack=%s ecn=%s "
+                    "age_s=%" PRIu64 "%s",
+                    w, b.addr_len == 16 ? "[" : "", addr, b.addr_len == 16 ? "]" : "", b.port,
+                    b.mss, Answer(b, proxy::BackendInfo::kTs), Answer(b, proxy::BackendInfo::kSack),
+                    Answer(b, proxy::BackendInfo::kEcn), age_s,
+                    now_ns - b.learned_ns >= proxy::BackendTable::kTtlNs ? " expired" : "");
+      // Full (RTE_TEL_MAX_ARRAY_ENTRIES): the rest is left out.
+      if (rte_tel_data_add_array_string(d, line) != 0) return 0;
+    }
+  }
+  return 0;
+}
+
 int TelInfo(const char*, const char*, rte_tel_data* d) {
   const Dataplane* dp = g_dp.load(std::memory_order_acquire);
   if (dp == nullptr) return -1;
@@ -217,6 +269,9 @@ absl::Status RegisterTelemetry(const Dataplane* dp) {
                                  "moat counters summed over workers. Takes no parameters") != 0 ||
       rte_telemetry_register_cmd("/moat/worker", TelWorker,
                                  "moat counters of one worker. Parameters: int worker_id") != 0 ||
+      rte_telemetry_register_cmd("/moat/backends", TelBackends,
+                                 "what each worker learned about its backends, one line per "
+                                 "backend. Parameters: int worker_id (optional)") != 0 ||
       rte_telemetry_register_cmd("/moat/info", TelInfo,
                                  "moat workers and ports. Takes no parameters") != 0 ||
       rte_telemetry_register_cmd("/moat/reload", TelReload,

@@ -143,6 +143,7 @@ void Worker::RunTimers(uint64_t now_ns) {
   // later ticks rather than stalling the RX rings.
   timer_.Start();
   engine_->SyncWallClock(now_ns, ClockNs(CLOCK_REALTIME));
+  backend_view_.Serve(engine_->backends(), now_ns);
   for (int round = 0; round < 64; ++round) {
     const bool more = engine_->Tick(now_ns, out_.get());
     timer_.Lap(Stage::k_timers, 1);

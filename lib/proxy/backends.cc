@@ -67,4 +67,26 @@ void Engine::LearnBackend(const Flow* f, const net::PacketView& v, uint64_t now_
   }
 }
 
+// A client that negotiated timestamps with moat expects them on every
+// segment (RFC 7323 §3.2). If the backend refuses them, moat inserts a
+// 12-byte TSopt into each of its segments (splice.cc), and a backend
+// without timestamps fills segments to the MSS it was told: full-size ones
+// would then overflow the client's MSS and moat's MTU. moat cannot know
+// the backend's answer when it sends the SYN, so it makes room where that
+// is cheapest, in the backend SYN's MSS: 12 bytes less, unless the table
+// says this backend answers timestamps. A backend that does answer them
+// loses 12 bytes per segment until it is learned (with --learn_backends
+// =false, always); one that refuses them is learned and its later clients
+// are offered no timestamps (NarrowToBackend), so this is for the flows
+// that find out.
+void Engine::PlanTsRoom(Flow* f, uint64_t now_ns) {
+  if (!f->client_ts) return;
+  if (config_.learn_backends && backends_.size() != 0) {
+    const flow::FlowKey& k = table_->KeyOf(f);
+    const BackendInfo* b = backends_.Find(k.addr_len, k.server_addr, k.server_port, now_ns);
+    if (b != nullptr && (b->asked & BackendInfo::kTs) && (b->has & BackendInfo::kTs)) return;
+  }
+  f->repair |= kRepairTsMss;
+}
+
 }  // namespace moat::proxy

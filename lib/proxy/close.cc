@@ -135,7 +135,7 @@ uint64_t Engine::RstProbeIntervalNs() const {
   return std::max<uint64_t>(config_.time_wait_ms, kMinRstProbeIntervalMs) * kNsPerMs;
 }
 
-bool Engine::SendRstProbe(const Flow* f, Output* out) {
+bool Engine::SendRstProbe(const Flow* f, uint64_t now_ns, Output* out) {
   const Side to = f->rst_to;
   const HalfFlow& e = f->of(to);         // the probed end
   const HalfFlow& p = f->of(Other(to));  // the end moat speaks for
@@ -160,7 +160,14 @@ bool Engine::SendRstProbe(const Flow* f, Output* out) {
     s.window = internal::Rescale(p.raw_window, internal::WindowShift(f, Side::kServer), to_shift);
   }
   uint8_t options[12];
-  if (!f->passthrough() && f->client_ts && f->backend_ts) {
+  if (!to_server && (f->repair & kRepairTs)) {
+    // The client negotiated timestamps and may drop a probe without one
+    // (RFC 7323 §3.2): moat's own clock, as on the segments it repairs.
+    net::TcpOptionWriter w(options, sizeof(options));
+    w.Nop().Nop().Timestamps(RepairTsval(f, now_ns), f->client_tsval);
+    s.options = options;
+    s.options_len = static_cast<uint8_t>(w.Finish());
+  } else if (!f->passthrough() && f->client_ts && f->backend_ts) {
     net::TcpOptionWriter w(options, sizeof(options));
     if (to_server) {
       w.Nop().Nop().Timestamps(f->client_tsval, f->backend_tsval);
@@ -292,7 +299,7 @@ void Engine::OnTimer(uint32_t id, uint64_t now_ns, Output* out) {
     case FlowState::kRstPending:
       // An in-window RST and silence since (any segment would have
       // withdrawn it): ask the receiver, a bounded number of times.
-      if (f->rst_probes < kRstProbes && SendRstProbe(f, out)) {
+      if (f->rst_probes < kRstProbes && SendRstProbe(f, now_ns, out)) {
         ++f->rst_probes;
         stats_.Inc(Counter::k_rst_probe_sent);
         wheel_->Schedule(id, now_ns + RstProbeIntervalNs());

@@ -331,7 +331,7 @@ Verdict Engine::Spliced(Flow* f, Side in, Parsed* p, Frame frame, uint64_t now_n
       return Verdict::kDrop;
     case SegmentKind::kAck:
     case SegmentKind::kFin:
-      return Splice(f, in, v, now_ns);
+      return Splice(f, in, v, frame, now_ns);
   }
   stats_.Inc(Counter::k_drop_unexpected);
   return Verdict::kDrop;

@@ -197,6 +197,7 @@ bool Engine::FastOpenSyn(Parsed* p, SynAsk* ask, Frame frame, uint64_t now_ns, O
   } else {
     stats_.Inc(Counter::k_output_overflow);  // cannot happen: room checked above
   }
+  PlanTsRoom(f, now_ns);
   if (SendBackendSyn(f, out)) stats_.Inc(Counter::k_backend_syn_sent);
   wheel_->Schedule(table_->IndexOf(f),
                    now_ns + static_cast<uint64_t>(config_.backend_syn_rto_ms) * kNsPerMs);

@@ -225,6 +225,7 @@ Verdict Engine::CheckCookie(Parsed* p, uint64_t now_ns, Output* out) {
       verdict = Verdict::kDrop;
     }
   }
+  PlanTsRoom(f, now_ns);
   if (SendBackendSyn(f, out)) stats_.Inc(Counter::k_backend_syn_sent);
   wheel_->Schedule(table_->IndexOf(f),
                    now_ns + static_cast<uint64_t>(config_.backend_syn_rto_ms) * kNsPerMs);
@@ -354,10 +355,21 @@ Verdict Engine::BackendAnswer(Flow* f, SegmentKind kind, PacketView& v, uint64_t
     f->backend_tsval = opts.tsval;
     f->ts_delta = f->ts_ours - opts.tsval;
   } else if (f->client_ts) {
-    // The client expects timestamps on every segment (RFC 7323 §3.2) but
-    // the backend does not send them; Linux clients cope. Counted so the
-    // operator can align the backend's settings with --timestamps.
+    // The client expects timestamps on every segment (RFC 7323 §3.2; a
+    // FreeBSD client drops segments without one) but the backend does not
+    // send them: moat adds a TSopt to each (InsertTimestamps), its TSval
+    // continuing from the one in moat's SYN-ACK on the monotonic clock
+    // (RFC 7323 §5.4), so no wall-clock step can make it go back. Counted
+    // so the operator can align the backend's settings with --timestamps.
     stats_.Inc(Counter::k_backend_ts_mismatch);
+    f->repair |= kRepairTs;
+    f->ts_delta = f->ts_ours - internal::ClockMs(now_ns);
+  }
+  if (f->sack && !opts.sack_permitted) {
+    // RFC 2018 §2: SACK options are sent only to an end that permitted
+    // them. The client believes SACK is on (moat's SYN-ACK said so); its
+    // SACK options become NOPs towards this backend (StripSack).
+    f->repair |= kRepairSack;
   }
   if (f->ecn && (v.tcp_flags() & (kTcpEce | kTcpCwr)) != kTcpEce) {
     // RFC 3168 §6.1.1: only a SYN-ACK with ECE and without CWR agrees to
@@ -413,7 +425,13 @@ bool Engine::SendBackendSyn(const Flow* f, Output* out) {
   // jumbo client behind a 1500-byte moat must not invite the backend to
   // send segments moat cannot pass (the clamp a router does, RFC 879).
   const uint16_t mtu_mss = static_cast<uint16_t>(config_.mtu - (s.ipv6 ? 60 : 40));
-  w.Mss(f->client_mss < mtu_mss ? f->client_mss : mtu_mss);
+  uint16_t mss = f->client_mss < mtu_mss ? f->client_mss : mtu_mss;
+  // Room for the TSopt moat adds to a timestamp-refusing backend's
+  // segments (PlanTsRoom, InsertTimestamps).
+  if ((f->repair & kRepairTsMss) && mss > 2 * internal::kTsOptionLen) {
+    mss = static_cast<uint16_t>(mss - internal::kTsOptionLen);
+  }
+  w.Mss(mss);
   // The client's options as the cookie carried them; TSval is the client's
   // own clock so its later segments continue the same series (RFC 7323 §4).
   if (f->sack && f->client_ts) {

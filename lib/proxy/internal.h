@@ -51,6 +51,9 @@ inline constexpr uint64_t kNsPerMs = 1'000'000;
 inline constexpr uint64_t kNsPerSec = 1'000'000'000;
 // SYN-ACK window: unscaled (RFC 7323 §2.2), so the largest 16-bit value.
 inline constexpr uint16_t kSynAckWindow = 65535;
+// NOP NOP TSopt: what moat adds to a server -> client segment of a
+// kRepairTs flow, and takes off the MSS it advertises such a backend.
+inline constexpr uint16_t kTsOptionLen = 12;
 
 inline uint32_t ClockMs(uint64_t now_ns) { return static_cast<uint32_t>(now_ns / kNsPerMs); }
 

@@ -5,7 +5,7 @@
 # with the defaults (timestamps, SACK, MSS 1460). After the first
 # connection moat has learned the backend: its SYN-ACKs then carry
 # MSS <= 1360, no timestamps and no SACK-permitted, and transfers both
-# ways stay sha256-exact.
+# ways stay sha256-exact, and /moat/backends shows the record.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib/lab.sh"
@@ -70,5 +70,13 @@ narrowed=$(lab_counter synack_narrowed)
 learned=$(lab_counter backend_learned)
 echo "backend_learned=$learned synack_narrowed=$narrowed"
 [ "$narrowed" -ge 3 ] || lab_fail "synack_narrowed=$narrowed, expected >= 3"
+
+# 4. The learned record, as telemetry shows it (/moat/backends).
+view=$(echo /moat/backends | dpdk-telemetry.py -f "moat-$LAB_NAME" 2>/dev/null |
+  /usr/bin/python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["/moat/backends"]))')
+echo "/moat/backends:"
+echo "$view" | sed 's/^/  /'
+echo "$view" | grep -q "backend=$LAB_SERVER4:80 mss=1360 ts=no sack=no " ||
+  lab_fail "/moat/backends does not show the backend's MSS 1360, no timestamps, no SACK"
 lab_moat_stop
 echo "PASS: after one connection moat offers the backend's MSS 1360, no timestamps, no SACK"

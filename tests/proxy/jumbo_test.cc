@@ -98,7 +98,8 @@ TEST_P(JumboTest, FullSizeSegmentsHeldDuringTheBackendHandshakeAreReleasedWhole)
   }
   ASSERT_EQ(h.emitted().size(), 1u);
   EXPECT_EQ(h.emitted()[0].flags(), kTcpSyn);
-  EXPECT_EQ(h.emitted()[0].opts.mss, mss());  // the client's, within the MTU
+  // The client's, within the MTU, less the 12 bytes kept for a TSopt.
+  EXPECT_EQ(h.emitted()[0].opts.mss, mss() - 12);
   TcpPacket second = c.C()
                          .Seq(c.client_isn + 1 + full_payload())
                          .Ack(c.cookie_isn + 1)
@@ -178,19 +179,21 @@ TEST_P(JumboTest, TheBackendSynCarriesNoMoreMssThanTheMtuCarries) {
     Conn c = JumboConn();
     const Seen syn = DriveToSynSent(h, &c);
     EXPECT_EQ(syn.flags(), kTcpSyn);
-    EXPECT_EQ(syn.opts.mss, v6() ? 1440 : 1460);
+    // Each less the 12 bytes kept for a TSopt (the client has timestamps;
+    // PlanTsRoom).
+    EXPECT_EQ(syn.opts.mss, (v6() ? 1440 : 1460) - 12);
   }
   {
     Harness h(MtuConfig(4000, 1460));
     Conn c = JumboConn();
     const Seen syn = DriveToSynSent(h, &c);
-    EXPECT_EQ(syn.opts.mss, v6() ? 3940 : 3960);
+    EXPECT_EQ(syn.opts.mss, (v6() ? 3940 : 3960) - 12);
   }
   {
     Harness h(MtuConfig(9000, 1460));
     Conn c = JumboConn();
     const Seen syn = DriveToSynSent(h, &c);
-    EXPECT_EQ(syn.opts.mss, mss());
+    EXPECT_EQ(syn.opts.mss, mss() - 12);
   }
 }
 

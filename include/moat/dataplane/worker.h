@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "moat/dataplane/backend_view.h"
 #include "moat/dataplane/counters.h"
 #include "moat/dataplane/frame_path.h"
 #include "moat/proxy/engine.h"
@@ -75,6 +76,12 @@ class Worker {
   // All zero unless built with -Dstage_cycles=true.
   const StageStats& stage_stats() const { return stages_; }
   uint32_t flow_count() const { return engine_->flow_count(); }
+  // The engine's backend table as of this worker's next timer tick
+  // (backend_view.h; for /moat/backends, from any thread).
+  bool CopyBackends(std::chrono::milliseconds timeout, std::vector<proxy::BackendInfo>* out,
+                    uint64_t* now_ns) const {
+    return backend_view_.Copy(timeout, out, now_ns);
+  }
 
  private:
   Worker(unsigned index, uint16_t queue, const uint16_t port_ids[2], rte_mempool* pool,
@@ -97,6 +104,9 @@ class Worker {
   StageStats stages_;
   StageTimer timer_{&stages_};
   FramePath path_;
+  // Synchronization, not state: readers on other threads use it through a
+  // const Worker.
+  mutable BackendView backend_view_;
 };
 
 }  // namespace moat::dataplane

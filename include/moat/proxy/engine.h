@@ -75,9 +75,16 @@
 //   refreshes once per timer tick (SyncWallClock): one add per cookie
 //   instead of a second clock read per burst, and a wall step is seen
 //   within a tick. See SECURITY.md ("Clocks").
-// Not handled: a backend that refuses timestamps the client negotiated
-// with moat is counted (backend_ts_mismatch) but not compensated; option
-// space is never grown.
+// - A backend that refuses timestamps or SACK the client negotiated with
+//   moat is repaired on that connection (Flow::repair, splice.cc): every
+//   server -> client segment gets a 12-byte TSopt from moat's monotonic
+//   clock (the only place a forwarded frame grows, within Process()'s
+//   `capacity`), and the client's SACK options become NOPs (RFC 7323
+//   §3.2, RFC 2018 §2). A timestamped client's backend SYN advertises its
+//   MSS minus 12 unless the backend is known to answer timestamps, so
+//   full-size backend segments still fit once grown (PlanTsRoom).
+//   Segments that cannot grow (no option room, over --mtu or the client's
+//   MSS) go on without, counted.
 
 #include <cstddef>
 #include <cstdint>
@@ -309,6 +316,9 @@ class Engine {
   // only those.
   uint16_t NarrowToBackend(const net::PacketView& syn, uint64_t now_ns, SynAsk* ask);
   void LearnBackend(const Flow* f, const net::PacketView& synack, uint64_t now_ns);
+  // Before a cookie flow's backend SYN: whether it must leave room for a
+  // TSopt moat may have to insert (kRepairTsMss).
+  void PlanTsRoom(Flow* f, uint64_t now_ns);
   // The backend's MSS where it is below AdvertisedMss, else 0.
   uint16_t MssCap(const BackendInfo* b, bool ipv6) const;
   // What --mss means for a family: IPv6's header is 20 bytes longer.
@@ -348,7 +358,14 @@ class Engine {
   template <Side kFrom>
   void Track(Flow* f, const net::PacketView& v);
   void Track(Flow* f, Side from, const net::PacketView& v);
-  Verdict Splice(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
+  Verdict Splice(Flow* f, Side in, net::PacketView& v, Frame frame, uint64_t now_ns);
+  // kRepairTs: grows a server -> client segment by NOP NOP TSopt.
+  void InsertTimestamps(Flow* f, net::PacketView& v, Frame frame, uint64_t now_ns);
+  void StripSack(const net::PacketView& v, net::TcpRewriter& w);
+  // moat's TSval towards the client of a kRepairTs flow.
+  uint32_t RepairTsval(const Flow* f, uint64_t now_ns) const {
+    return static_cast<uint32_t>(now_ns / 1'000'000) + f->ts_delta;
+  }
 
   // close.cc
   Verdict Rst(Flow* f, Side in, net::PacketView& v, uint64_t now_ns);
@@ -357,7 +374,7 @@ class Engine {
   void Settle(Flow* f, FlowState before, uint64_t now_ns);
   bool SendRst(const Flow* f, Side to, net::SeqNum seq, net::SeqNum ack, bool with_ack,
                Output* out);
-  bool SendRstProbe(const Flow* f, Output* out);
+  bool SendRstProbe(const Flow* f, uint64_t now_ns, Output* out);
   bool ResetBothEnds(const Flow* f, Output* out);
   uint64_t RstProbeIntervalNs() const;
   bool AnswersRstProbe(const Flow* f, Side in, SegmentKind kind, const net::PacketView& v) const;

@@ -108,6 +108,20 @@ inline constexpr uint8_t kFastOpenNone = 0;
 inline constexpr uint8_t kFastOpenPending = 1;  // counted in the per-worker bound
 inline constexpr uint8_t kFastOpenDone = 2;     // the backend answered
 
+// Flow::repair: what moat fixes on a flow whose backend refused an option
+// the client had already negotiated with moat's cookie SYN-ACK
+// (lib/proxy/splice.cc; docs/design.md, "Backends that differ from the
+// flags").
+// Client -> server SACK options become NOPs: the backend did not permit
+// SACK (RFC 2018 §2).
+inline constexpr uint8_t kRepairSack = 1 << 0;
+// Server -> client segments get a TSopt from moat's clock: the client
+// negotiated timestamps, the backend did not (RFC 7323 §3.2).
+inline constexpr uint8_t kRepairTs = 1 << 1;
+// The backend SYN advertised the client's MSS minus 12, room for that
+// TSopt (set when it was sent, so a retransmitted SYN says the same).
+inline constexpr uint8_t kRepairTsMss = 1 << 2;
+
 struct Flow {
   FlowState state;
   FlowOrigin origin;
@@ -124,9 +138,13 @@ struct Flow {
   net::SeqNum cookie_isn;   // moat's ISN towards the client
   net::SeqNum backend_isn;  // the backend's ISN
   net::SeqDelta delta;      // cookie_isn - backend_isn: backend -> client-leg numbers
-  uint32_t ts_delta;        // moat's SYN-ACK TSval - the backend's TSval
+  // moat's SYN-ACK TSval - the backend's TSval; with kRepairTs, moat's
+  // SYN-ACK TSval - its monotonic ms clock when the backend answered.
+  uint32_t ts_delta;
   uint32_t ts_ours;         // the TSval moat sent (echoed in the client's ACK)
-  uint32_t client_tsval;    // latest TSval from the client
+  // Latest TSval from the client; with kRepairTs, TS.Recent as RFC 7323
+  // §4.3 keeps it (what moat's inserted TSecr echoes).
+  uint32_t client_tsval;
   uint32_t backend_tsval;   // latest TSval from the backend (its SYN-ACK's first)
   HalfFlow half[2];         // indexed by Side: each end's sending half
   uint32_t held_head;       // first held segment (kNoHeld: none)
@@ -145,6 +163,7 @@ struct Flow {
   // kRstPending: the end that received the RST, and the probes sent to it.
   Side rst_to;
   uint8_t rst_probes;
+  uint8_t repair;  // kRepair*
   uint64_t last_seen_ns;
 
   HalfFlow& of(Side s) { return half[static_cast<int>(s)]; }

@@ -142,7 +142,18 @@ namespace moat::proxy {
                                "--synack_rate")        \
   X(drop_held_oversize, "client segments while the backend handshake ran, "    \
                         "longer than a held slot (--mtu): not held, the "      \
-                        "client retransmits")
+                        "client retransmits")                                  \
+  /* Repairing flows whose backend refused what the client negotiated */       \
+  X(sack_stripped, "client segments whose SACK option moat overwrote with "    \
+                   "NOPs: their backend did not permit SACK (RFC 2018 2)")     \
+  X(ts_inserted, "backend segments moat gave a timestamp option: the client "  \
+                 "negotiated timestamps, the backend did not (RFC 7323 3.2)")  \
+  X(ts_insert_no_room, "backend segments that needed a timestamp but had no "  \
+                       "room in the TCP header (40 option bytes): forwarded "  \
+                       "without")                                              \
+  X(ts_insert_oversize, "backend segments that needed a timestamp but would "  \
+                        "then exceed --mtu, the client's MSS or the buffer: "  \
+                        "forwarded without")
 
 enum class Counter : uint16_t {
 #define MOAT_COUNTER_ENUM(name, help) k_##name,
