@@ -260,6 +260,39 @@ std::vector<const Frame*> Pointers(const std::vector<Frame>& v) {
   return p;
 }
 
+// The timed loop of a path that creates state, so that each frame works
+// once per engine: bursts of p[] into `in` of an engine from fresh(), and
+// a new one, made untimed, whenever the frames run out. `counter` must
+// grow by one per frame processed, or the benchmark reports `error`. `b`
+// comes from the caller when its meta[] is set (`with_meta`).
+template <typename Fresh>
+void RunOnFreshEngines(benchmark::State& state, const std::vector<const Frame*>& p, Side in,
+                       Fresh fresh, Counter counter, const char* error, Burst* b,
+                       bool with_meta = false) {
+  std::unique_ptr<Engine> e = fresh();
+  auto out = std::make_unique<Output>();
+  size_t next = 0;
+  uint64_t counted = 0;
+  moat::bench::PacketMeter meter;
+  for (auto _ : state) {
+    if (next == p.size()) {
+      meter.Pause();
+      state.PauseTiming();
+      counted += e->stats().Load(counter);
+      e = fresh();
+      next = 0;
+      state.ResumeTiming();
+      meter.Resume();
+    }
+    b->Load(&p[next]);
+    next += kBurst;
+    b->Run(e.get(), in, out.get(), with_meta);
+  }
+  counted += e->stats().Load(counter);
+  if (counted != static_cast<uint64_t>(state.iterations()) * kBurst) state.SkipWithError(error);
+  meter.Report(state, state.iterations() * kBurst);
+}
+
 // Brings `e` into cookie-only mode as a SYN flood would: more SYNs in one
 // 100 ms window than --syn_flood_rate allows (the clock stands still in
 // these benchmarks, so the window never ends).
@@ -366,32 +399,9 @@ void BM_Engine_SynToSynAck_Cache_V4(benchmark::State& state) {
   Traffic t(false, kCacheSyns, 4);
   std::vector<Frame> syns;
   for (uint32_t i = 0; i < kCacheSyns; ++i) syns.push_back(t.Syn(i));
-  const auto p = Pointers(syns);
-  auto e = NewCacheEngine();
-  auto out = std::make_unique<Output>();
   auto b = std::make_unique<Burst>();
-  uint32_t next = 0;
-  uint64_t kept = 0;
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    if (next == kCacheSyns) {
-      meter.Pause();
-      state.PauseTiming();
-      kept += e->stats().Load(Counter::k_syn_cache_inserted);
-      e = NewCacheEngine();
-      next = 0;
-      state.ResumeTiming();
-      meter.Resume();
-    }
-    b->Load(&p[next]);
-    next += kBurst;
-    b->Run(e.get(), Side::kClient, out.get());
-  }
-  kept += e->stats().Load(Counter::k_syn_cache_inserted);
-  if (kept != static_cast<uint64_t>(state.iterations()) * kBurst) {
-    state.SkipWithError("a SYN did not get a SYN-cache entry");
-  }
-  meter.Report(state, state.iterations() * kBurst);
+  RunOnFreshEngines(state, Pointers(syns), Side::kClient, NewCacheEngine,
+                    Counter::k_syn_cache_inserted, "a SYN did not get a SYN-cache entry", b.get());
 }
 BENCHMARK(BM_Engine_SynToSynAck_Cache_V4);
 
@@ -431,32 +441,10 @@ void BM_Engine_AckToBackendSyn_V4(benchmark::State& state) {
   t.Answer(oracle.get());
   std::vector<Frame> acks;
   for (uint32_t i = 0; i < kN; ++i) acks.push_back(t.Ack(i));
-  const auto p = Pointers(acks);
-  auto e = NewEngine(kN);
-  auto out = std::make_unique<Output>();
   auto b = std::make_unique<Burst>();
-  uint32_t next = 0;
-  uint64_t created = 0;
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    if (next == kN) {
-      meter.Pause();
-      state.PauseTiming();
-      created += e->stats().Load(Counter::k_backend_syn_sent);
-      e = NewEngine(kN);
-      next = 0;
-      state.ResumeTiming();
-      meter.Resume();
-    }
-    b->Load(&p[next]);
-    next += kBurst;
-    b->Run(e.get(), Side::kClient, out.get());
-  }
-  created += e->stats().Load(Counter::k_backend_syn_sent);
-  if (created != static_cast<uint64_t>(state.iterations()) * kBurst) {
-    state.SkipWithError("a valid ACK did not open a backend connection");
-  }
-  meter.Report(state, state.iterations() * kBurst);
+  RunOnFreshEngines(
+      state, Pointers(acks), Side::kClient, [] { return NewEngine(kN); },
+      Counter::k_backend_syn_sent, "a valid ACK did not open a backend connection", b.get());
 }
 BENCHMARK(BM_Engine_AckToBackendSyn_V4);
 
@@ -471,7 +459,6 @@ void BM_Engine_AckToBackendSyn_Offload_V4(benchmark::State& state) {
   t.Answer(oracle.get());
   std::vector<Frame> acks;
   for (uint32_t i = 0; i < kN; ++i) acks.push_back(t.Ack(i));
-  const auto p = Pointers(acks);
   EngineConfig cfg = Config(kN);
   cfg.tx_checksum_offload[static_cast<int>(Side::kServer)] = tx;
   auto make = [&] {
@@ -479,34 +466,13 @@ void BM_Engine_AckToBackendSyn_Offload_V4(benchmark::State& state) {
     if (!made.ok()) std::abort();
     return std::move(*made);
   };
-  auto e = make();
-  auto out = std::make_unique<Output>();
   auto b = std::make_unique<Burst>();
   for (FrameMeta& m : b->meta) {
     m.rx_ip = m.rx_l4 = rx ? HwChecksum::kGood : HwChecksum::kUnknown;
   }
-  uint32_t next = 0;
-  uint64_t created = 0;
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    if (next == kN) {
-      meter.Pause();
-      state.PauseTiming();
-      created += e->stats().Load(Counter::k_backend_syn_sent);
-      e = make();
-      next = 0;
-      state.ResumeTiming();
-      meter.Resume();
-    }
-    b->Load(&p[next]);
-    next += kBurst;
-    b->Run(e.get(), Side::kClient, out.get(), /*with_meta=*/true);
-  }
-  created += e->stats().Load(Counter::k_backend_syn_sent);
-  if (created != static_cast<uint64_t>(state.iterations()) * kBurst) {
-    state.SkipWithError("a valid ACK did not open a backend connection");
-  }
-  meter.Report(state, state.iterations() * kBurst);
+  RunOnFreshEngines(state, Pointers(acks), Side::kClient, make, Counter::k_backend_syn_sent,
+                    "a valid ACK did not open a backend connection", b.get(),
+                    /*with_meta=*/true);
 }
 BENCHMARK(BM_Engine_AckToBackendSyn_Offload_V4)->Arg(0)->Arg(1)->Arg(2)->Arg(3);
 
@@ -522,7 +488,6 @@ void BM_Engine_AckToBackendSyn_Cache_V4(benchmark::State& state) {
     syns.push_back(t.Syn(i));
     acks.push_back(t.Ack(i));
   }
-  const auto p = Pointers(acks);
   auto out = std::make_unique<Output>();
   auto prime = [&] {
     auto e = NewCacheEngine();
@@ -537,30 +502,9 @@ void BM_Engine_AckToBackendSyn_Cache_V4(benchmark::State& state) {
     }
     return e;
   };
-  auto e = prime();
   auto b = std::make_unique<Burst>();
-  uint32_t next = 0;
-  uint64_t hits = 0;
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    if (next == kCacheSyns) {
-      meter.Pause();
-      state.PauseTiming();
-      hits += e->stats().Load(Counter::k_syn_cache_hit);
-      e = prime();
-      next = 0;
-      state.ResumeTiming();
-      meter.Resume();
-    }
-    b->Load(&p[next]);
-    next += kBurst;
-    b->Run(e.get(), Side::kClient, out.get());
-  }
-  hits += e->stats().Load(Counter::k_syn_cache_hit);
-  if (hits != static_cast<uint64_t>(state.iterations()) * kBurst) {
-    state.SkipWithError("an ACK did not find its SYN-cache entry");
-  }
-  meter.Report(state, state.iterations() * kBurst);
+  RunOnFreshEngines(state, Pointers(acks), Side::kClient, prime, Counter::k_syn_cache_hit,
+                    "an ACK did not find its SYN-cache entry", b.get());
 }
 BENCHMARK(BM_Engine_AckToBackendSyn_Cache_V4);
 
@@ -577,36 +521,19 @@ void BM_Engine_SynAckToEstablished_V4(benchmark::State& state) {
     synacks.push_back(t.BackendSynAck(i));
   }
   const auto pa = Pointers(acks);
-  const auto ps = Pointers(synacks);
-  std::unique_ptr<Engine> e;
   auto out = std::make_unique<Output>();
   auto b = std::make_unique<Burst>();
-  uint32_t next = kN;
-  uint64_t established = 0;
-  moat::bench::PacketMeter meter;
-  for (auto _ : state) {
-    if (next == kN) {
-      meter.Pause();
-      state.PauseTiming();
-      if (e) established += e->stats().Load(Counter::k_backend_synack);
-      e = NewEngine(kN);
-      for (uint32_t i = 0; i < kN; i += kBurst) {
-        b->Load(&pa[i]);
-        b->Run(e.get(), Side::kClient, out.get());
-      }
-      next = 0;
-      state.ResumeTiming();
-      meter.Resume();
+  // Every flow waits in SYN_SENT for its backend's answer.
+  auto opened = [&] {
+    auto e = NewEngine(kN);
+    for (uint32_t i = 0; i < kN; i += kBurst) {
+      b->Load(&pa[i]);
+      b->Run(e.get(), Side::kClient, out.get());
     }
-    b->Load(&ps[next]);
-    next += kBurst;
-    b->Run(e.get(), Side::kServer, out.get());
-  }
-  established += e->stats().Load(Counter::k_backend_synack);
-  if (established != static_cast<uint64_t>(state.iterations()) * kBurst) {
-    state.SkipWithError("a backend SYN-ACK did not establish its flow");
-  }
-  meter.Report(state, state.iterations() * kBurst);
+    return e;
+  };
+  RunOnFreshEngines(state, Pointers(synacks), Side::kServer, opened, Counter::k_backend_synack,
+                    "a backend SYN-ACK did not establish its flow", b.get());
 }
 BENCHMARK(BM_Engine_SynAckToEstablished_V4);
 
