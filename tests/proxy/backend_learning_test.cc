@@ -50,14 +50,12 @@ Seen Connect(Harness& h, Conn* c, uint16_t backend_mss = 1360) {
   return syn;
 }
 
-class BackendLearningTest : public ::testing::TestWithParam<bool> {
+class BackendLearningTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
   uint16_t FlagsMss() const { return v6() ? 1440 : 1460; }
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, BackendLearningTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(BackendLearningTest);
 
 TEST_P(BackendLearningTest, LaterClientsAreOfferedOnlyWhatTheBackendAgreedTo) {
   Harness h(LearningConfig());

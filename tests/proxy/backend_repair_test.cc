@@ -20,18 +20,10 @@ using net::kTcpPsh;
 using net::kTcpRst;
 using net::kTcpSyn;
 
-class BackendRepairTest : public ::testing::TestWithParam<bool> {
+class BackendRepairTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-
-  // A client with SACK, timestamps and scaling; `sack`/`ts`: what its
-  // backend's SYN-ACK agrees to.
-  Conn MakeConn(uint16_t port = kClientPort) const {
-    Conn c;
-    c.v6 = v6();
-    c.client_port = port;
-    return c;
-  }
+  // `sack`/`ts`: what the backend's SYN-ACK to a client with SACK,
+  // timestamps and scaling (MakeConn) agrees to.
   static TcpPacket RefusingSynAck(const Conn& c, bool sack, bool ts) {
     TcpPacket s = c.S()
                       .Seq(c.backend_isn)
@@ -63,8 +55,7 @@ class BackendRepairTest : public ::testing::TestWithParam<bool> {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, BackendRepairTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(BackendRepairTest);
 
 // ---------------------------------------------------------------------------
 // SACK refused: the client's SACK options become NOPs.

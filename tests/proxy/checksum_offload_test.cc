@@ -47,19 +47,12 @@ FrameMeta Rx(HwChecksum ip, HwChecksum l4) {
   return m;
 }
 
-class RxVerdictTest : public ::testing::TestWithParam<bool> {
+class RxVerdictTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn() const {
-    Conn c;
-    c.v6 = v6();
-    return c;
-  }
   Harness h_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, RxVerdictTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "v6" : "v4"; });
+MOAT_FAMILIES(RxVerdictTest);
 
 // GOOD is believed: a SYN whose TCP checksum is wrong in the bytes is
 // answered (the NIC said it was right; the sum is not done again).

@@ -19,21 +19,14 @@ using net::kTcpPsh;
 using net::kTcpRst;
 using net::kTcpSyn;
 
-class EngineCounterTest : public ::testing::TestWithParam<bool> {
+class EngineCounterTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn() const {
-    Conn c;
-    c.v6 = v6();
-    return c;
-  }
   // The MSS moat advertises for this family (--mss is the IPv4 value).
   uint16_t AdvertisedMss() const { return v6() ? 1440 : 1460; }
   Harness h_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, EngineCounterTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(EngineCounterTest);
 
 // ---------------------------------------------------------------------------
 // Backend handshake mismatches: counted, the splice goes on.

@@ -330,4 +330,26 @@ inline std::vector<Seen> DriveToEstablished(Harness& h, Conn* c, size_t payload 
   return h.emitted();
 }
 
+// The base of engine tests that run once per address family: the
+// parameter says IPv6. Instantiate with MOAT_FAMILIES(Suite).
+class FamilyTest : public ::testing::TestWithParam<bool> {
+ protected:
+  bool v6() const { return GetParam(); }
+  // A connection of this family from `port`, Conn's defaults otherwise.
+  Conn MakeConn(uint16_t port = kClientPort) const {
+    Conn c;
+    c.v6 = v6();
+    c.client_port = port;
+    return c;
+  }
+};
+
+inline std::string FamilyName(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "Ipv6" : "Ipv4";
+}
+
 }  // namespace moat::proxy::testing
+
+#define MOAT_FAMILIES(suite)                                    \
+  INSTANTIATE_TEST_SUITE_P(Families, suite, ::testing::Bool(), \
+                           ::moat::proxy::testing::FamilyName)

@@ -26,19 +26,12 @@ using net::kTcpPsh;
 using net::kTcpRst;
 using net::kTcpSyn;
 
-class ResilienceTest : public ::testing::TestWithParam<bool> {
+class ResilienceTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn() const {
-    Conn c;
-    c.v6 = v6();
-    return c;
-  }
   Harness h_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, ResilienceTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(ResilienceTest);
 
 // ---------------------------------------------------------------------------
 // Held data: retransmissions while the backend handshake runs.
@@ -386,8 +379,7 @@ class BlindRstTest : public ResilienceTest {
   Conn c_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, BlindRstTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(BlindRstTest);
 
 TEST_P(BlindRstTest, TwoBlindRstsThenSilenceAreAnsweredByAProbeAndTheFlowStays) {
   // The first blind RST draws the backend's challenge ACK, which withdraws

@@ -24,19 +24,12 @@ using net::kTcpPsh;
 using net::kTcpRst;
 using net::kTcpSyn;
 
-class EngineTest : public ::testing::TestWithParam<bool> {
+class EngineTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn() const {
-    Conn c;
-    c.v6 = v6();
-    return c;
-  }
   Harness h_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, EngineTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(EngineTest);
 
 // ---------------------------------------------------------------------------
 // Client SYN -> cookie SYN-ACK.

@@ -76,18 +76,9 @@ Cookie GetCookie(Harness& h, Conn c) {
   return k;
 }
 
-class FastOpenTest : public ::testing::TestWithParam<bool> {
- protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn() const {
-    Conn c;
-    c.v6 = v6();
-    return c;
-  }
-};
+class FastOpenTest : public FamilyTest {};
 
-INSTANTIATE_TEST_SUITE_P(Families, FastOpenTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(FastOpenTest);
 
 TEST_P(FastOpenTest, CookieRequestGetsACookieInEitherForm) {
   Harness h(TfoConfig());

@@ -65,9 +65,8 @@ TEST(MtuConfigTest, FrameRoomHoldsAWholeFrame) {
             4 * HeldPool::MemoryBytes(4096, FrameRoom(1500)));
 }
 
-class JumboTest : public ::testing::TestWithParam<bool> {
+class JumboTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
   // The largest MSS moat advertises at MTU 9000 in this family, and the
   // payload of a full-size segment carrying timestamps (12 option bytes).
   uint16_t mss() const { return v6() ? 8940 : 8960; }
@@ -81,8 +80,7 @@ class JumboTest : public ::testing::TestWithParam<bool> {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, JumboTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(JumboTest);
 
 TEST_P(JumboTest, FullSizeSegmentsHeldDuringTheBackendHandshakeAreReleasedWhole) {
   Harness h(MtuConfig(9000, 8960));

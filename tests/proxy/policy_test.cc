@@ -28,20 +28,12 @@ EngineConfig WithServices(const char* protect) {
 // The default services with port 80 removed and 81 added.
 EngineConfig Moved() { return WithServices("198.18.1.2:81,[2001:2::2]:81"); }
 
-class PolicyTest : public ::testing::TestWithParam<bool> {
+class PolicyTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
-  Conn MakeConn(uint16_t port = kClientPort) const {
-    Conn c;
-    c.v6 = v6();
-    c.client_port = port;
-    return c;
-  }
   Harness h_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, PolicyTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(PolicyTest);
 
 TEST_P(PolicyTest, FlowsOfARemovedServiceAreStillSplicedUntilTheyEnd) {
   Conn c = MakeConn();

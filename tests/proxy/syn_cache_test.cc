@@ -53,13 +53,11 @@ std::vector<Seen> ToClient(const Harness& h) {
   return r;
 }
 
-class SynCacheTest : public ::testing::TestWithParam<bool> {
+class SynCacheTest : public FamilyTest {
  protected:
-  bool v6() const { return GetParam(); }
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, SynCacheTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Ipv6" : "Ipv4"; });
+MOAT_FAMILIES(SynCacheTest);
 
 TEST_P(SynCacheTest, BackendSynCarriesTheClientsExactOptions) {
   Harness h(CacheConfig());
