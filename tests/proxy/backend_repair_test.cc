@@ -53,6 +53,18 @@ class BackendRepairTest : public FamilyTest {
     const uint8_t* t = s.v.tcp();
     return std::vector<uint8_t>(t + net::kTcpHeaderLen, t + s.v.tcp_header_len);
   }
+  // A flow whose backend refused timestamps, with a segment each way (the
+  // client's with TSval client_tsval + 5), as the probes below start from.
+  void EstablishAndTalk(Harness& h, Conn* c) {
+    Establish(h, c, /*sack=*/true, /*ts=*/false);
+    ASSERT_EQ(h.Send(Side::kServer, FromBackend(*c, 0, 0)), Verdict::kForward);
+    ASSERT_EQ(h.Send(Side::kClient, c->C()
+                                        .Seq(c->client_isn + 1)
+                                        .Ack(c->cookie_isn + 1)
+                                        .Window(400)
+                                        .Timestamps(c->client_tsval + 5, c->synack_tsval)),
+              Verdict::kForward);
+  }
 };
 
 MOAT_FAMILIES(BackendRepairTest);
@@ -396,14 +408,7 @@ TEST_P(BackendRepairTest, OversizeForTheMtuOrTheBufferIsForwardedUnchangedAndCou
 TEST_P(BackendRepairTest, AProbeToTheClientCarriesMoatsTimestamp) {
   Harness h;
   Conn c = MakeConn();
-  Establish(h, &c, /*sack=*/true, /*ts=*/false);
-  ASSERT_EQ(h.Send(Side::kServer, FromBackend(c, 0, 0)), Verdict::kForward);
-  ASSERT_EQ(h.Send(Side::kClient, c.C()
-                                      .Seq(c.client_isn + 1)
-                                      .Ack(c.cookie_isn + 1)
-                                      .Window(400)
-                                      .Timestamps(c.client_tsval + 5, c.synack_tsval)),
-            Verdict::kForward);
+  ASSERT_NO_FATAL_FAILURE(EstablishAndTalk(h, &c));
   // A blind in-window RST towards the client; silence; moat asks the
   // client with a keep-alive, which must carry a TSopt it accepts.
   ASSERT_EQ(h.Send(Side::kServer, c.S().Seq(c.backend_isn + 1 + 5000).Ack(0).Flags(kTcpRst)),
@@ -422,14 +427,7 @@ TEST_P(BackendRepairTest, AProbeToTheClientCarriesMoatsTimestamp) {
 TEST_P(BackendRepairTest, AProbeToTheBackendCarriesNoTimestamp) {
   Harness h;
   Conn c = MakeConn();
-  Establish(h, &c, /*sack=*/true, /*ts=*/false);
-  ASSERT_EQ(h.Send(Side::kServer, FromBackend(c, 0, 0)), Verdict::kForward);
-  ASSERT_EQ(h.Send(Side::kClient, c.C()
-                                      .Seq(c.client_isn + 1)
-                                      .Ack(c.cookie_isn + 1)
-                                      .Window(400)
-                                      .Timestamps(c.client_tsval + 5, c.synack_tsval)),
-            Verdict::kForward);
+  ASSERT_NO_FATAL_FAILURE(EstablishAndTalk(h, &c));
   ASSERT_EQ(h.Send(Side::kClient, c.C().Seq(c.client_isn + 1 + 1000).Ack(0).Flags(kTcpRst)),
             Verdict::kForward);
   h.Advance(5 * kSec);
