@@ -180,26 +180,18 @@ void Engine::InsertTimestamps(Flow* f, PacketView& v, Frame frame, uint64_t now_
   uint8_t* opt = tcp + net::kTcpHeaderLen;
   // Whatever follows the datagram (Ethernet padding) is dropped.
   std::memmove(opt + kAdd, opt, v.l3_end - (v.l4_offset + net::kTcpHeaderLen));
-  const uint32_t tsval = RepairTsval(f, now_ns);
-  const uint32_t tsecr = f->client_tsval;
-  opt[0] = net::kOptNop;
-  opt[1] = net::kOptNop;
-  opt[2] = net::kOptTimestamps;
-  opt[3] = 10;
-  net::StoreBe32(opt + 4, tsval);
-  net::StoreBe32(opt + 8, tsecr);
-  const uint16_t old_word = net::LoadBe16(tcp + 12);  // data offset, flags
-  const uint16_t new_word = static_cast<uint16_t>(old_word + ((kAdd / 4) << 12));
-  net::StoreBe16(tcp + 12, new_word);
-  // ~old + new per changed 16-bit word; the inserted words were 0 before.
-  uint32_t sum = static_cast<uint16_t>(~net::LoadBe16(tcp + 16));
-  sum += static_cast<uint16_t>(~old_word) + uint32_t{new_word};
-  sum += static_cast<uint16_t>(~tcp_len) + uint32_t{static_cast<uint16_t>(tcp_len + kAdd)};
-  sum += ((net::kOptNop << 8) | net::kOptNop) + ((net::kOptTimestamps << 8) | 10);
-  sum += (tsval >> 16) + (tsval & 0xffff) + (tsecr >> 16) + (tsecr & 0xffff);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  net::StoreBe16(tcp + 16, static_cast<uint16_t>(~sum));
+  // New to the segment, so zero: what the rewriter takes out for them is
+  // nothing, and it adds the option's words.
+  std::memset(opt, 0, kAdd);
+  {
+    net::TcpRewriter w(v);
+    w.Set32(net::kTcpHeaderLen, (uint32_t{net::kOptNop} << 24) | (uint32_t{net::kOptNop} << 16) |
+                                    (uint32_t{net::kOptTimestamps} << 8) | 10u);
+    w.Set32(net::kTcpHeaderLen + 4, RepairTsval(f, now_ns));
+    w.Set32(net::kTcpHeaderLen + 8, f->client_tsval);
+    w.Set16(12, static_cast<uint16_t>(net::LoadBe16(tcp + 12) + ((kAdd / 4) << 12)));
+    w.SetPseudoHeaderWord(tcp_len, static_cast<uint16_t>(tcp_len + kAdd));
+  }
   uint8_t* ip = v.ip();
   if (v.ipv6()) {
     net::StoreBe16(ip + 4, static_cast<uint16_t>(net::LoadBe16(ip + 4) + kAdd));

@@ -227,6 +227,11 @@ class TcpRewriter {
     StoreBe16(p, value);
     Acc(offset) += static_cast<uint16_t>(~old) + value;
   }
+  // A 16-bit word the checksum covers outside the TCP header: the
+  // pseudo-header's TCP length (RFC 9293 §3.1) of a segment that grows.
+  void SetPseudoHeaderWord(uint16_t old_word, uint16_t new_word) {
+    even_ += static_cast<uint16_t>(~old_word) + uint32_t{new_word};
+  }
   // Writes the checksum; the destructor calls it if nobody did.
   void Finish() {
     if (even_ == 0 && odd_ == 0) return;
