@@ -20,26 +20,21 @@ namespace {
 // UNKNOWN to moat: the engine then sums it and, since moat rewrites
 // checksums incrementally, a checksum that is not in the data could not
 // be kept right anyway.
+inline proxy::HwChecksum HwVerdict(uint64_t flags, uint64_t mask, uint64_t good, uint64_t bad) {
+  const uint64_t v = flags & mask;
+  return v == good ? proxy::HwChecksum::kGood
+         : v == bad ? proxy::HwChecksum::kBad
+                    : proxy::HwChecksum::kUnknown;
+}
+
 inline proxy::HwChecksum IpVerdict(uint64_t flags) {
-  switch (flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
-    case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
-      return proxy::HwChecksum::kGood;
-    case RTE_MBUF_F_RX_IP_CKSUM_BAD:
-      return proxy::HwChecksum::kBad;
-    default:
-      return proxy::HwChecksum::kUnknown;
-  }
+  return HwVerdict(flags, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                 RTE_MBUF_F_RX_IP_CKSUM_BAD);
 }
 
 inline proxy::HwChecksum L4Verdict(uint64_t flags) {
-  switch (flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) {
-    case RTE_MBUF_F_RX_L4_CKSUM_GOOD:
-      return proxy::HwChecksum::kGood;
-    case RTE_MBUF_F_RX_L4_CKSUM_BAD:
-      return proxy::HwChecksum::kBad;
-    default:
-      return proxy::HwChecksum::kUnknown;
-  }
+  return HwVerdict(flags, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+                 RTE_MBUF_F_RX_L4_CKSUM_BAD);
 }
 
 // An mbuf about to be sent: only the flags that describe the buffer itself
@@ -77,11 +72,6 @@ FramePath::~FramePath() {
     rte_pktmbuf_free_bulk(b.pkts, b.n);
     b.n = 0;
   }
-}
-
-uint16_t FramePath::Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
-                           uint16_t* capacity) {
-  return Gather(Side::kClient, pkts, n, frames, lens, capacity, nullptr);
 }
 
 uint16_t FramePath::Gather(Side in, rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,

@@ -83,15 +83,12 @@ Verdict Engine::AnswerSyn(Parsed* p, Frame frame, uint64_t now_ns, Output* out) 
   // FrameMeta back) the NIC completes its checksums.
   const bool offload =
       frame.meta != nullptr && config_.tx_checksum_offload[static_cast<int>(Side::kClient)];
-  const uint8_t l2_len = static_cast<uint8_t>(v.l3_offset);
-  const bool ipv6 = v.ipv6();
+  // Taken before the in-place build rewrites the view's frame.
+  const TxChecksum tx = internal::TxFor(v.l3_offset, v.ipv6());
   size_t n = net::BuildReplyInPlace(v, frame.capacity, r,
                                     offload ? net::Checksums::kOffload : net::Checksums::kFull);
   if (n != 0) {
-    if (offload) {
-      frame.meta->tx = TxChecksum{
-          l2_len, static_cast<uint8_t>(ipv6 ? net::kIpv6HeaderLen : net::kIpv4HeaderLen), ipv6};
-    }
+    if (offload) frame.meta->tx = tx;
     *frame.len = static_cast<uint16_t>(n);
     stats_.Inc(Counter::k_synack_sent);
     return Verdict::kReflect;

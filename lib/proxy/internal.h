@@ -146,13 +146,17 @@ inline void FillReplyTo(const net::PacketView& v, net::TcpFrameSpec* s) {
   s->dst_port = v.src_port();
 }
 
-// Where the NIC finds the headers of a frame built from `s` with
-// net::Checksums::kOffload (BuildTcpFrame never writes IP options or
-// extension headers).
+// Where the NIC finds the headers of a frame built with
+// net::Checksums::kOffload: `l2_len` bytes of Ethernet (and VLAN tags),
+// then a bare IP header (the builders never write IP options or extension
+// headers).
+inline TxChecksum TxFor(uint16_t l2_len, bool ipv6) {
+  return TxChecksum{static_cast<uint8_t>(l2_len),
+                    static_cast<uint8_t>(ipv6 ? net::kIpv6HeaderLen : net::kIpv4HeaderLen), ipv6};
+}
 inline TxChecksum TxFor(const net::TcpFrameSpec& s) {
-  return TxChecksum{static_cast<uint8_t>(net::kEthernetHeaderLen + net::kVlanTagLen * s.vlan_count),
-                    static_cast<uint8_t>(s.ipv6 ? net::kIpv6HeaderLen : net::kIpv4HeaderLen),
-                    s.ipv6};
+  return TxFor(static_cast<uint16_t>(net::kEthernetHeaderLen + net::kVlanTagLen * s.vlan_count),
+               s.ipv6);
 }
 
 }  // namespace moat::proxy::internal

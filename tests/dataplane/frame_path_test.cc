@@ -322,7 +322,7 @@ TEST_F(FramePathTest, ChainedMbufsAreDroppedAndCounted) {
   uint8_t* frames[3];
   uint16_t lens[3];
   uint16_t capacity = 0;
-  ASSERT_EQ(path->Gather(pkts, 3, frames, lens, &capacity), 2);
+  ASSERT_EQ(path->Gather(Side::kClient, pkts, 3, frames, lens, &capacity), 2);
   EXPECT_EQ(Count(DpCounter::k_drop_multiseg), 1u);
   // The single-segment frames stay, in order, with their data and length.
   EXPECT_EQ(frames[0][0], 1);

@@ -54,14 +54,12 @@ class FramePath {
   // and counted (drop_multiseg): the engine works on contiguous frames and
   // RX scatter is never enabled, so only an oversized frame arrives so.
   // *capacity is the room every kept frame has for in-place growth.
-  // Returns how many were kept.
-  uint16_t Gather(rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
-                  uint16_t* capacity);
-  // The same, and meta[i] for every kept frame: the NIC's checksum verdict
-  // (RTE_MBUF_F_RX_IP/L4_CKSUM_*; UNKNOWN unless the port of `in` has RX
-  // checksum offload) and no TX offload yet.
+  // Returns how many were kept. With `meta`, also meta[i] for every kept
+  // frame: the NIC's checksum verdict (RTE_MBUF_F_RX_IP/L4_CKSUM_*;
+  // UNKNOWN unless the port of `in` has RX checksum offload) and no TX
+  // offload yet.
   uint16_t Gather(proxy::Side in, rte_mbuf** pkts, uint16_t n, uint8_t** frames, uint16_t* lens,
-                  uint16_t* capacity, proxy::FrameMeta* meta);
+                  uint16_t* capacity, proxy::FrameMeta* meta = nullptr);
 
   // After Engine::ProcessBurst handled frames pkts[0..n) that came in on
   // `in`: first the frames the engine generated (*out, cleared), then each
