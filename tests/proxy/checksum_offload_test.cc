@@ -210,11 +210,15 @@ void ExpectOffloaded(uint8_t* frame, uint16_t len, const TxChecksum& tx, bool v6
                               net::ChecksumAccumulate(v.dst_addr(), v.addr_len())) +
       net::kIpProtoTcp + static_cast<uint32_t>(tcp_len);
   EXPECT_EQ(net::LoadBe16(v.tcp() + 16), static_cast<uint16_t>(~net::ChecksumFinish(pseudo)));
-  if (!v6) EXPECT_EQ(net::LoadBe16(v.ip() + 10), 0u);
+  if (!v6) {
+    EXPECT_EQ(net::LoadBe16(v.ip() + 10), 0u);
+  }
   EXPECT_FALSE(net::VerifyTcpChecksum(v));
   moat::testing::CompleteChecksumsAsNic(frame, len, tx.l2_len, tx.l3_len, !v6);
   EXPECT_TRUE(net::VerifyTcpChecksum(v));
-  if (!v6) EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  if (!v6) {
+    EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  }
 }
 
 TEST_P(RxVerdictTest, TheSynAckInPlaceLeavesItsChecksumsToTheNic) {
@@ -251,7 +255,9 @@ TEST_P(RxVerdictTest, WithoutOffloadNothingIsLeftToTheNic) {
   net::PacketView v;
   ASSERT_EQ(moat::testing::Parse(f, &v), net::ParseError::kOk);
   EXPECT_TRUE(net::VerifyTcpChecksum(v));
-  if (!v6()) EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  if (!v6()) {
+    EXPECT_TRUE(net::VerifyIpv4HeaderChecksum(v));
+  }
 }
 
 // Generated frames (the backend SYN here) carry Emitted::tx; a frame moat
